@@ -1,0 +1,898 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is Herald's whole configuration. It is filled in three layers:
+// defaultConfig, then the YAML file, then HERALD_* environment variables, and
+// then validated. Every scalar key can be overridden from the environment:
+// HERALD_ + the key path upper-cased with dots as underscores
+// (smtp.host -> HERALD_SMTP_HOST). Lists of mappings (newsletters, feeds) come
+// from the file only; lists of strings take a comma-separated value.
+type Config struct {
+	HTTP        HTTPConfig         `yaml:"http"`
+	Database    DatabaseConfig     `yaml:"database"`
+	Mail        MailConfig         `yaml:"mail"`
+	SMTP        SMTPConfig         `yaml:"smtp"`
+	Admin       AdminConfig        `yaml:"admin"`
+	Limits      LimitsConfig       `yaml:"limits"`
+	Delivery    DeliveryConfig     `yaml:"delivery"`
+	Site        SiteConfig         `yaml:"site"`
+	Log         LogConfig          `yaml:"log"`
+	Newsletters []NewsletterConfig `yaml:"newsletters"`
+	Feeds       []FeedConfig       `yaml:"feeds"`
+}
+
+// HTTPConfig is the web server.
+type HTTPConfig struct {
+	// Addr is the listen address, host:port.
+	Addr string `yaml:"addr"`
+	// BaseURL is the public URL used in every link Herald writes, without a
+	// trailing slash.
+	BaseURL string `yaml:"base_url"`
+	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies    []string      `yaml:"trusted_proxies"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// once a stop is asked for.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// DatabaseConfig chooses the storage engine.
+type DatabaseConfig struct {
+	// Driver is "sqlite" or "postgres".
+	Driver string `yaml:"driver"`
+	// DSN is a file path for sqlite, a connection string for postgres.
+	DSN string `yaml:"dsn"`
+}
+
+// MailConfig is what every outgoing email shares.
+type MailConfig struct {
+	// Transport is "outbox" (write .eml files) or "smtp".
+	Transport string `yaml:"transport"`
+	// OutboxDir is where the outbox transport writes.
+	OutboxDir string `yaml:"outbox_dir"`
+	// From is the From address, e.g. "PassBlue <news@passblue.example>".
+	From string `yaml:"from"`
+	// ReplyTo is an optional Reply-To address.
+	ReplyTo string `yaml:"reply_to"`
+	// PostalAddress is printed in every footer (CAN-SPAM).
+	PostalAddress string `yaml:"postal_address"`
+}
+
+// SMTPConfig is the relay used when mail.transport is "smtp".
+type SMTPConfig struct {
+	Host string `yaml:"host"`
+	Port int    `yaml:"port" range:"1-65535"`
+	// TLS is "none", "starttls" or "tls".
+	TLS      string `yaml:"tls"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// Connections is how many relay connections are kept open at most.
+	Connections int           `yaml:"connections" range:"1-1000"`
+	Timeout     time.Duration `yaml:"timeout"`
+}
+
+// AdminConfig is the admin API.
+type AdminConfig struct {
+	// Token is a bootstrap admin API token; prefer HERALD_ADMIN_TOKEN.
+	Token string `yaml:"token"`
+}
+
+// LimitsConfig holds abuse limits.
+type LimitsConfig struct {
+	// SignupPerIP is how many signups one client IP may make per minute;
+	// 0 turns the limit off.
+	SignupPerIP int `yaml:"signup_per_ip" range:"0-1000000"`
+}
+
+// DeliveryConfig tunes the outbox engine.
+type DeliveryConfig struct {
+	// Workers is how many messages are rendered and sent at once.
+	Workers int `yaml:"workers" range:"1-1000"`
+	// BatchSize is how many messages one claim takes.
+	BatchSize int `yaml:"batch_size" range:"1-100000"`
+	// Lease is how long a claimed message stays with this instance.
+	Lease time.Duration `yaml:"lease"`
+	// RetryBase is the first retry delay; it doubles up to RetryMax.
+	RetryBase time.Duration `yaml:"retry_base"`
+	RetryMax  time.Duration `yaml:"retry_max"`
+	// MaxAge is how long a message may keep failing before it is given up.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// SiteConfig describes the publication the newsletters belong to.
+type SiteConfig struct {
+	Name       string `yaml:"name"`
+	URL        string `yaml:"url"`
+	PrivacyURL string `yaml:"privacy_url"`
+	// ConsentVersion is recorded with every signup; change it whenever
+	// ConsentText changes.
+	ConsentVersion string `yaml:"consent_version"`
+	// ConsentText is the consent sentence shown beside the signup button.
+	ConsentText string `yaml:"consent_text"`
+}
+
+// LogConfig is the process log, written to stderr.
+type LogConfig struct {
+	// Level is "debug", "info", "warn" or "error".
+	Level string `yaml:"level"`
+	// Format is "text" or "json".
+	Format string `yaml:"format"`
+}
+
+// NewsletterConfig is one newsletter readers can choose.
+type NewsletterConfig struct {
+	// ID is a slug ([a-z0-9-]) used in URLs, CSV files and the API.
+	ID          string `yaml:"id"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// Schedule is a 5-field cron expression, read in Timezone.
+	Schedule string `yaml:"schedule"`
+	// Timezone is an IANA zone name such as America/New_York.
+	Timezone string `yaml:"timezone"`
+	// MaxArticles caps the articles in one issue.
+	MaxArticles int `yaml:"max_articles" range:"1-1000"`
+}
+
+// setDefaults fills a list element before the file's values are applied.
+func (n *NewsletterConfig) setDefaults() {
+	n.Timezone = "UTC"
+	n.MaxArticles = 10
+}
+
+// FeedConfig is one RSS/Atom feed polled for articles.
+type FeedConfig struct {
+	URL string `yaml:"url"`
+	// Newsletters are the ids of the newsletters the feed's articles go to.
+	Newsletters []string `yaml:"newsletters"`
+}
+
+// defaultConfig returns the values used for every key the file and the
+// environment leave out.
+func defaultConfig() Config {
+	return Config{
+		HTTP: HTTPConfig{
+			Addr:              "127.0.0.1:8080",
+			BaseURL:           "http://127.0.0.1:8080",
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ShutdownTimeout:   15 * time.Second,
+		},
+		Database: DatabaseConfig{Driver: "sqlite", DSN: "data/herald.db"},
+		Mail:     MailConfig{Transport: "outbox", OutboxDir: "data/outbox"},
+		SMTP: SMTPConfig{
+			Port:        587,
+			TLS:         "starttls",
+			Connections: 4,
+			Timeout:     30 * time.Second,
+		},
+		Limits: LimitsConfig{SignupPerIP: 10},
+		Delivery: DeliveryConfig{
+			Workers:   4,
+			BatchSize: 100,
+			Lease:     2 * time.Minute,
+			RetryBase: 30 * time.Second,
+			RetryMax:  time.Hour,
+			MaxAge:    72 * time.Hour,
+		},
+		Site: SiteConfig{
+			Name:           "Herald",
+			ConsentVersion: "1",
+			ConsentText:    "I agree to receive the newsletters I chose. I can unsubscribe at any time with the link in every email.",
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// FromAddress returns mail.from parsed. It is valid once the config is.
+func (c *Config) FromAddress() *mail.Address {
+	a, err := mail.ParseAddress(c.Mail.From)
+	if err != nil {
+		return &mail.Address{Address: c.Mail.From}
+	}
+	return a
+}
+
+// NewsletterIDs returns the configured newsletter ids in file order.
+func (c *Config) NewsletterIDs() []string {
+	ids := make([]string, len(c.Newsletters))
+	for i, n := range c.Newsletters {
+		ids[i] = n.ID
+	}
+	return ids
+}
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	Key    string // the key path, e.g. smtp.port or newsletters[1].schedule
+	Msg    string // what is wrong, e.g. must be 1-65535, got "abc"
+	Source string // where the value came from: "config.yaml line 12", "HERALD_SMTP_PORT"
+}
+
+// String formats p as "key: message (source)".
+func (p Problem) String() string {
+	s := p.Key + ": " + p.Msg
+	if p.Source != "" {
+		s += " (" + p.Source + ")"
+	}
+	return s
+}
+
+// ConfigError is a configuration that cannot be used: a file that cannot be
+// read or parsed, unknown keys, or values that fail validation. Each problem
+// names its key.
+type ConfigError struct {
+	Problems []Problem
+	// Note adds context, e.g. that no file was found and defaults were used.
+	Note string
+}
+
+// Error lists the problems, one per line.
+func (e *ConfigError) Error() string {
+	lines := make([]string, 0, len(e.Problems)+1)
+	for _, p := range e.Problems {
+		lines = append(lines, p.String())
+	}
+	if e.Note != "" {
+		lines = append(lines, e.Note)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// configSource says where to read the configuration from.
+type configSource struct {
+	Path string
+	// Explicit is true when the path was asked for (--config or
+	// HERALD_CONFIG): a missing file is then an error.
+	Explicit bool
+	// LookupEnv reads the environment; os.LookupEnv when nil.
+	LookupEnv func(string) (string, bool)
+}
+
+// loadConfig builds the configuration from defaults, the file and the
+// environment, and validates it. Every error it returns is a *ConfigError.
+func loadConfig(src configSource) (*Config, error) {
+	lookup := src.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	cfg := defaultConfig()
+	l := &loader{file: src.Path, sources: map[string]string{}}
+
+	var note string
+	data, err := os.ReadFile(src.Path)
+	switch {
+	case err == nil:
+		l.decodeFile(data, &cfg)
+	case errors.Is(err, fs.ErrNotExist) && !src.Explicit:
+		note = fmt.Sprintf("(no configuration file at %s; built-in defaults were used: pass --config FILE or set HERALD_CONFIG)", src.Path)
+	default:
+		return nil, &ConfigError{Problems: []Problem{{Key: "config", Msg: fmt.Sprintf("cannot read %s: %v", src.Path, unwrapPathError(err))}}}
+	}
+	l.applyEnv(reflect.ValueOf(&cfg).Elem(), "", lookup)
+	if len(l.problems) == 0 {
+		l.validate(&cfg)
+	}
+	if len(l.problems) > 0 {
+		return nil, &ConfigError{Problems: l.problems, Note: note}
+	}
+	return &cfg, nil
+}
+
+// unwrapPathError drops the path from a *fs.PathError, which the caller
+// already names.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// loader applies layers to a Config, remembering where each key came from so
+// that a validation error can point at the line or variable to fix.
+type loader struct {
+	file     string
+	sources  map[string]string
+	problems []Problem
+}
+
+func (l *loader) add(key, source, format string, args ...any) {
+	l.problems = append(l.problems, Problem{Key: key, Msg: fmt.Sprintf(format, args...), Source: source})
+}
+
+func (l *loader) lineSource(n *yaml.Node) string {
+	return fmt.Sprintf("%s line %d", l.file, n.Line)
+}
+
+// decodeFile walks the YAML document beside the Config struct. Walking the
+// node tree ourselves, rather than decoding with KnownFields(true), lets every
+// error name the full key path and its line, and lets YAML scalars and
+// environment values share one parser.
+func (l *loader) decodeFile(data []byte, cfg *Config) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) { // an empty file: defaults
+			return
+		}
+		l.add("config", "", "%s is not valid YAML: %v", l.file, err)
+		return
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		l.add("config", "", "%s must hold one YAML document", l.file)
+		return
+	}
+	l.decode(&doc, reflect.ValueOf(cfg).Elem(), "")
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// decode sets v from node; key is v's key path ("" for the root).
+func (l *loader) decode(node *yaml.Node, v reflect.Value, key string) {
+	for node.Kind == yaml.DocumentNode || node.Kind == yaml.AliasNode {
+		if node.Kind == yaml.DocumentNode {
+			if len(node.Content) == 0 {
+				return
+			}
+			node = node.Content[0]
+		} else {
+			node = node.Alias
+		}
+	}
+	if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
+		return // "key:" with no value keeps the default
+	}
+	name := key
+	if name == "" {
+		name = "config"
+	}
+	switch {
+	case v.Kind() == reflect.Struct:
+		if node.Kind != yaml.MappingNode {
+			l.add(name, l.lineSource(node), "must be a mapping of keys, got %s", describeNode(node))
+			return
+		}
+		seen := map[string]int{}
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, val := node.Content[i], node.Content[i+1]
+			child := joinKey(key, k.Value)
+			if first, dup := seen[k.Value]; dup {
+				l.add(child, l.lineSource(k), "is set twice (first at line %d)", first)
+				continue
+			}
+			seen[k.Value] = k.Line
+			f, ok := fieldByTag(v, k.Value)
+			if !ok {
+				l.add(child, l.lineSource(k), "unknown key%s", suggest(v.Type(), k.Value))
+				continue
+			}
+			l.decode(val, f, child)
+		}
+	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Struct:
+		if node.Kind != yaml.SequenceNode {
+			l.add(name, l.lineSource(node), "must be a list, got %s", describeNode(node))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(node.Content), len(node.Content))
+		for i, item := range node.Content {
+			e := s.Index(i)
+			if d, ok := e.Addr().Interface().(interface{ setDefaults() }); ok {
+				d.setDefaults()
+			}
+			l.decode(item, e, fmt.Sprintf("%s[%d]", key, i))
+		}
+		v.Set(s)
+	case v.Kind() == reflect.Slice:
+		if node.Kind != yaml.SequenceNode {
+			l.add(name, l.lineSource(node), "must be a list, got %s", describeNode(node))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(node.Content), len(node.Content))
+		for i, item := range node.Content {
+			for item.Kind == yaml.AliasNode {
+				item = item.Alias
+			}
+			ik := fmt.Sprintf("%s[%d]", key, i)
+			if item.Kind != yaml.ScalarNode {
+				l.add(ik, l.lineSource(item), "must be a single value, got %s", describeNode(item))
+				continue
+			}
+			if err := setScalar(s.Index(i), reflect.StructField{}, item.Value); err != nil {
+				l.add(ik, l.lineSource(item), "%v", err)
+			}
+		}
+		v.Set(s)
+		l.sources[key] = l.lineSource(node)
+	default:
+		if node.Kind != yaml.ScalarNode {
+			l.add(name, l.lineSource(node), "must be a single value, got %s", describeNode(node))
+			return
+		}
+		if err := setScalar(v, fieldOf(key), node.Value); err != nil {
+			l.add(name, l.lineSource(node), "%v", err)
+			return
+		}
+		l.sources[key] = l.lineSource(node)
+	}
+}
+
+// describeNode names a YAML node's shape for an error message.
+func describeNode(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return strconv.Quote(n.Value)
+	}
+}
+
+// applyEnv overrides every scalar (and list-of-strings) key under v whose
+// HERALD_* variable is set.
+func (l *loader) applyEnv(v reflect.Value, prefix string, lookup func(string) (string, bool)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		key := joinKey(prefix, yamlName(sf))
+		f := v.Field(i)
+		switch {
+		case f.Kind() == reflect.Struct && f.Type() != durationType:
+			l.applyEnv(f, key, lookup)
+			continue
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			continue // lists of mappings come from the file only
+		}
+		name := envName(key)
+		raw, ok := lookup(name)
+		if !ok {
+			continue
+		}
+		if f.Kind() == reflect.Slice {
+			var items []string
+			for s := range strings.SplitSeq(raw, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					items = append(items, s)
+				}
+			}
+			f.Set(reflect.ValueOf(items))
+		} else if err := setScalar(f, sf, raw); err != nil {
+			l.add(key, name, "%v", err)
+			continue
+		}
+		l.sources[key] = name
+	}
+}
+
+// envName is the variable that overrides key: smtp.host -> HERALD_SMTP_HOST.
+func envName(key string) string {
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// setScalar parses raw into v according to v's type; sf carries the range
+// tag that shapes the error message for integers.
+func setScalar(v reflect.Value, sf reflect.StructField, raw string) error {
+	if v.Type() == durationType {
+		d, err := time.ParseDuration(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("must be a duration such as 30s, 5m or 1h30m, got %q", raw)
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Int:
+		n, err := strconv.Atoi(strings.TrimSpace(raw))
+		if err != nil {
+			if r := sf.Tag.Get("range"); r != "" {
+				return fmt.Errorf("must be %s, got %q", r, raw)
+			}
+			return fmt.Errorf("must be a whole number, got %q", raw)
+		}
+		v.SetInt(int64(n))
+	case reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("must be true or false, got %q", raw)
+		}
+		v.SetBool(b)
+	default:
+		return fmt.Errorf("cannot be set (unsupported type %s)", v.Type())
+	}
+	return nil
+}
+
+// configType is the reflected Config, used to find struct tags by key path.
+var configType = reflect.TypeFor[Config]()
+
+// fieldOf returns the struct field a key path names (list indexes are
+// ignored), or the zero StructField.
+func fieldOf(key string) reflect.StructField {
+	t := configType
+	var sf reflect.StructField
+	for part := range strings.SplitSeq(key, ".") {
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			part = part[:i]
+		}
+		for t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return reflect.StructField{}
+		}
+		found := false
+		for i := range t.NumField() {
+			if yamlName(t.Field(i)) == part {
+				sf, t, found = t.Field(i), t.Field(i).Type, true
+				break
+			}
+		}
+		if !found {
+			return reflect.StructField{}
+		}
+	}
+	return sf
+}
+
+func yamlName(sf reflect.StructField) string {
+	name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+	if name == "" {
+		return strings.ToLower(sf.Name)
+	}
+	return name
+}
+
+func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		if yamlName(t.Field(i)) == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+func joinKey(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+// suggest proposes the closest known key for a misspelt one.
+func suggest(t reflect.Type, name string) string {
+	best, bestDist := "", 3
+	for i := range t.NumField() {
+		cand := yamlName(t.Field(i))
+		if d := editDistance(name, cand); d < bestDist {
+			best, bestDist = cand, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var slugRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// validate checks every value and the relations between them, adding one
+// problem per bad key.
+func (l *loader) validate(c *Config) {
+	bad := func(key, format string, args ...any) { l.add(key, l.sources[key], format, args...) }
+	oneOf := func(key, got string, allowed ...string) {
+		for _, a := range allowed {
+			if got == a {
+				return
+			}
+		}
+		bad(key, "must be one of %s, got %q", strings.Join(allowed, ", "), got)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration, got %q", d.String())
+		}
+	}
+	l.checkRanges(reflect.ValueOf(c).Elem(), "")
+
+	// http
+	if host, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr", "must be host:port (host may be empty), got %q", c.HTTP.Addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || strings.ContainsAny(host, "/ ") {
+		bad("http.addr", "must be host:port with a port 0-65535, got %q", c.HTTP.Addr)
+	}
+	if msg := checkHTTPURL(c.HTTP.BaseURL, true); msg != "" {
+		bad("http.base_url", "%s, got %q", msg, c.HTTP.BaseURL)
+	} else if strings.HasSuffix(c.HTTP.BaseURL, "/") {
+		bad("http.base_url", "must not end with a slash, got %q", c.HTTP.BaseURL)
+	}
+	for i, p := range c.HTTP.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8 or ::1/128, got %q", p)
+		}
+	}
+	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	positive("http.read_timeout", c.HTTP.ReadTimeout)
+	positive("http.write_timeout", c.HTTP.WriteTimeout)
+	positive("http.idle_timeout", c.HTTP.IdleTimeout)
+	positive("http.shutdown_timeout", c.HTTP.ShutdownTimeout)
+
+	// database
+	oneOf("database.driver", c.Database.Driver, "sqlite", "postgres")
+	if strings.TrimSpace(c.Database.DSN) == "" {
+		bad("database.dsn", "is required: a file path for sqlite, a connection string for postgres")
+	}
+
+	// mail
+	oneOf("mail.transport", c.Mail.Transport, "outbox", "smtp")
+	if c.Mail.Transport == "outbox" && strings.TrimSpace(c.Mail.OutboxDir) == "" {
+		bad("mail.outbox_dir", "is required when mail.transport is outbox")
+	}
+	if strings.TrimSpace(c.Mail.From) == "" {
+		bad("mail.from", "is required, e.g. \"PassBlue <news@passblue.example>\"")
+	} else if _, err := mail.ParseAddress(c.Mail.From); err != nil {
+		bad("mail.from", "must be an address such as \"PassBlue <news@passblue.example>\", got %q", c.Mail.From)
+	}
+	if c.Mail.ReplyTo != "" {
+		if _, err := mail.ParseAddress(c.Mail.ReplyTo); err != nil {
+			bad("mail.reply_to", "must be an address such as \"Newsroom <desk@passblue.example>\", got %q", c.Mail.ReplyTo)
+		}
+	}
+	if strings.TrimSpace(c.Mail.PostalAddress) == "" {
+		bad("mail.postal_address", "is required: the physical address printed in every email footer (CAN-SPAM)")
+	}
+
+	// smtp
+	if c.Mail.Transport == "smtp" && strings.TrimSpace(c.SMTP.Host) == "" {
+		bad("smtp.host", "is required when mail.transport is smtp")
+	}
+	oneOf("smtp.tls", c.SMTP.TLS, "none", "starttls", "tls")
+	if c.SMTP.Password != "" && c.SMTP.Username == "" {
+		bad("smtp.username", "is required when smtp.password is set")
+	}
+	positive("smtp.timeout", c.SMTP.Timeout)
+
+	// delivery
+	positive("delivery.lease", c.Delivery.Lease)
+	positive("delivery.retry_base", c.Delivery.RetryBase)
+	positive("delivery.retry_max", c.Delivery.RetryMax)
+	positive("delivery.max_age", c.Delivery.MaxAge)
+	if c.Delivery.RetryBase > 0 && c.Delivery.RetryMax < c.Delivery.RetryBase {
+		bad("delivery.retry_max", "must be at least delivery.retry_base (%s), got %q", c.Delivery.RetryBase, c.Delivery.RetryMax.String())
+	}
+
+	// site
+	if strings.TrimSpace(c.Site.Name) == "" {
+		bad("site.name", "is required: the publication's name, shown on pages and in emails")
+	}
+	if c.Site.URL != "" {
+		if msg := checkHTTPURL(c.Site.URL, false); msg != "" {
+			bad("site.url", "%s, got %q", msg, c.Site.URL)
+		}
+	}
+	if c.Site.PrivacyURL != "" {
+		if msg := checkHTTPURL(c.Site.PrivacyURL, false); msg != "" {
+			bad("site.privacy_url", "%s, got %q", msg, c.Site.PrivacyURL)
+		}
+	}
+	if strings.TrimSpace(c.Site.ConsentVersion) == "" {
+		bad("site.consent_version", "is required: it is recorded with every signup")
+	}
+	if strings.TrimSpace(c.Site.ConsentText) == "" {
+		bad("site.consent_text", "is required: the consent sentence shown on the signup form")
+	}
+
+	// log
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+
+	// newsletters
+	if len(c.Newsletters) == 0 {
+		bad("newsletters", "must list at least one newsletter")
+	}
+	ids := map[string]int{}
+	for i, n := range c.Newsletters {
+		k := fmt.Sprintf("newsletters[%d]", i)
+		switch {
+		case n.ID == "":
+			bad(k+".id", "is required: a slug such as daily")
+		case !slugRE.MatchString(n.ID):
+			bad(k+".id", "must be a slug of a-z, 0-9 and inner hyphens, got %q", n.ID)
+		default:
+			if j, dup := ids[n.ID]; dup {
+				bad(k+".id", "%q is already the id of newsletters[%d]", n.ID, j)
+			} else {
+				ids[n.ID] = i
+			}
+		}
+		if strings.TrimSpace(n.Name) == "" {
+			bad(k+".name", "is required")
+		}
+		if err := checkCron(n.Schedule); err != nil {
+			bad(k+".schedule", "%v", err)
+		}
+		if n.Timezone == "" {
+			bad(k+".timezone", "is required: an IANA zone such as America/New_York or UTC")
+		} else if _, err := time.LoadLocation(n.Timezone); err != nil {
+			bad(k+".timezone", "must be an IANA zone such as America/New_York or UTC, got %q", n.Timezone)
+		}
+	}
+
+	// feeds
+	urls := map[string]int{}
+	for i, f := range c.Feeds {
+		k := fmt.Sprintf("feeds[%d]", i)
+		if msg := checkHTTPURL(f.URL, false); msg != "" {
+			bad(k+".url", "%s, got %q", msg, f.URL)
+		} else if j, dup := urls[f.URL]; dup {
+			bad(k+".url", "%q is already feeds[%d]", f.URL, j)
+		} else {
+			urls[f.URL] = i
+		}
+		if len(f.Newsletters) == 0 {
+			bad(k+".newsletters", "must list at least one newsletter id")
+		}
+		for j, id := range f.Newsletters {
+			if _, ok := ids[id]; !ok {
+				bad(fmt.Sprintf("%s.newsletters[%d]", k, j), "no newsletter has the id %q", id)
+			}
+		}
+	}
+}
+
+// checkRanges enforces the range:"lo-hi" tags on integer keys.
+func (l *loader) checkRanges(v reflect.Value, prefix string) {
+	t := v.Type()
+	for i := range t.NumField() {
+		sf, f := t.Field(i), v.Field(i)
+		key := joinKey(prefix, yamlName(sf))
+		switch {
+		case f.Kind() == reflect.Struct && f.Type() != durationType:
+			l.checkRanges(f, key)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			for j := range f.Len() {
+				l.checkRanges(f.Index(j), fmt.Sprintf("%s[%d]", key, j))
+			}
+		case f.Kind() == reflect.Int && sf.Tag.Get("range") != "":
+			r := sf.Tag.Get("range")
+			los, his, _ := strings.Cut(r, "-")
+			lo, _ := strconv.Atoi(los)
+			hi, _ := strconv.Atoi(his)
+			if n := int(f.Int()); n < lo || n > hi {
+				l.add(key, l.sources[key], "must be %s, got %q", r, strconv.Itoa(n))
+			}
+		}
+	}
+}
+
+// checkHTTPURL returns why s is not an absolute http(s) URL, or "".
+func checkHTTPURL(s string, bare bool) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "must be an absolute http:// or https:// URL"
+	}
+	if bare && (u.RawQuery != "" || u.Fragment != "" || u.User != nil) {
+		return "must be a plain URL without user, query or fragment"
+	}
+	return ""
+}
+
+// cronFields are the five fields of a standard cron expression.
+var cronFields = []struct {
+	name     string
+	min, max int
+	names    []string // names[i] stands for min+i
+}{
+	{name: "minute", min: 0, max: 59},
+	{name: "hour", min: 0, max: 23},
+	{name: "day of month", min: 1, max: 31},
+	{name: "month", min: 1, max: 12, names: []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
+	{name: "day of week", min: 0, max: 6, names: []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
+}
+
+// checkCron validates a 5-field cron expression: the field count, and that
+// every value, range and step is within its field's bounds. It accepts what
+// robfig/cron's ParseStandard accepts, minus descriptors such as @daily.
+func checkCron(expr string) error {
+	fields := strings.Fields(expr)
+	if len(fields) != 5 {
+		return fmt.Errorf("must be a 5-field cron expression (minute hour day-of-month month day-of-week), got %q", expr)
+	}
+	for i, f := range fields {
+		spec := cronFields[i]
+		for part := range strings.SplitSeq(f, ",") {
+			if err := checkCronPart(part, spec.min, spec.max, spec.names); err != nil {
+				return fmt.Errorf("%s field %q: %v (in %q)", spec.name, part, err, expr)
+			}
+		}
+	}
+	return nil
+}
+
+func checkCronPart(part string, lo, hi int, names []string) error {
+	rng, step, hasStep := strings.Cut(part, "/")
+	if hasStep {
+		n, err := strconv.Atoi(step)
+		if err != nil || n < 1 || n > hi-lo+1 {
+			return fmt.Errorf("step must be 1-%d", hi-lo+1)
+		}
+	}
+	if rng == "*" || rng == "?" {
+		return nil
+	}
+	value := func(s string) (int, error) {
+		for i, name := range names {
+			if strings.EqualFold(s, name) {
+				return lo + i, nil
+			}
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < lo || n > hi {
+			return 0, fmt.Errorf("values must be %d-%d", lo, hi)
+		}
+		return n, nil
+	}
+	from, to, isRange := strings.Cut(rng, "-")
+	a, err := value(from)
+	if err != nil {
+		return err
+	}
+	if isRange {
+		b, err := value(to)
+		if err != nil {
+			return err
+		}
+		if a > b {
+			return fmt.Errorf("range start is after its end")
+		}
+	}
+	return nil
+}
