@@ -35,6 +35,13 @@ const (
 	OutcomeFailed    Outcome = "failed"    // permanent failure or too old: given up
 	OutcomeBounced   Outcome = "bounced"   // the relay refused the recipient: the address is suppressed
 	OutcomeCancelled Outcome = "cancelled" // no longer wanted (e.g. the reader left before it was sent)
+	// OutcomeRelease hands back a message that was claimed but never
+	// attempted (the engine is shutting down, the relay is paused, or the
+	// lease ran too short to start a send). The store queues it again at
+	// NextAttemptAt and takes back the attempt ClaimMessages counted, so a
+	// release never brings a message closer to giving up; it leaves the last
+	// recorded error as it was.
+	OutcomeRelease Outcome = "release"
 )
 
 // Result settles one claimed message.
@@ -43,8 +50,8 @@ type Result struct {
 	SubscriberID  int64
 	Outcome       Outcome
 	At            time.Time
-	NextAttemptAt time.Time // for OutcomeRetry
-	Error         string    // the reason, for anything but OutcomeSent; never an address
+	NextAttemptAt time.Time // for OutcomeRetry and OutcomeRelease
+	Error         string    // the reason, for failures; never an address; empty for OutcomeRelease
 }
 
 // Store is what the engine needs from a database.
@@ -56,7 +63,9 @@ type Store interface {
 	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Job, error)
 	// SettleMessages records the results in one transaction. Only rows still
 	// leased by owner are changed. OutcomeBounced also sets the subscriber's
-	// status to bounced and logs it.
+	// status to bounced and logs it. OutcomeRelease sets the row back to
+	// queued at NextAttemptAt, decrements its attempt count and clears the
+	// lease without touching its last error.
 	SettleMessages(ctx context.Context, owner string, results []Result) error
 }
 
@@ -68,3 +77,12 @@ type Renderer interface {
 
 // ErrCancel, wrapped by a Renderer, settles a job as cancelled.
 var ErrCancel = errors.New("message no longer wanted")
+
+// Observer receives one call per attempted message, for metrics. Observe is
+// called from several goroutines at once and must not block. Releases are
+// not attempts and are not observed.
+type Observer interface {
+	// Observe records that a message of kind settled with outcome after
+	// latency spent rendering and sending it.
+	Observe(kind string, outcome Outcome, latency time.Duration)
+}

@@ -1,0 +1,419 @@
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"herald/mailer"
+)
+
+// settleTimeout bounds one SettleMessages call. Settles run on a context that
+// outlives Run's, so that shutdown can record what it did.
+const settleTimeout = 30 * time.Second
+
+// Config tunes an Engine. Zero fields take the documented defaults.
+type Config struct {
+	// Owner names this instance in leases. Default: hostname-pid-random.
+	Owner string
+	// Workers is how many messages are rendered and sent at once. Default 4.
+	Workers int
+	// BatchSize is how many messages one claim leases, and how many results
+	// one settle records at most. Default 100.
+	BatchSize int
+	// Lease is how long a claimed message stays ours. A claimed message is
+	// only started within Lease/2 of its claim (later ones are released),
+	// and a render and send together get at most Lease/4, so that a result
+	// always reaches the store before another instance may claim the row.
+	// Default 2m.
+	Lease time.Duration
+	// PollInterval is how often an idle engine looks for due messages.
+	// Default 1s.
+	PollInterval time.Duration
+	// RetryBase is the delay after a first temporary failure; it doubles
+	// with each attempt up to RetryMax, and each delay is jittered over
+	// [d/2, d]. Defaults 30s and 1h.
+	RetryBase, RetryMax time.Duration
+	// MaxAge is how long after its creation a message may keep failing
+	// temporarily before it settles as failed. Default 72h.
+	MaxAge time.Duration
+	// SettleEvery is how often results are written when fewer than
+	// BatchSize are waiting. Default 200ms.
+	SettleEvery time.Duration
+	// PauseBase is how long the engine stops claiming after a pool-wide
+	// failure (421, relay unreachable); consecutive pauses without a
+	// success in between double, up to PauseMax. Defaults 10s and 10m.
+	PauseBase, PauseMax time.Duration
+	// Observer, if set, is told of every attempt.
+	Observer Observer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives the engine's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Owner == "" {
+		c.Owner = defaultOwner()
+	}
+	setDefault(&c.Workers, 4)
+	setDefault(&c.BatchSize, 100)
+	setDefault(&c.Lease, 2*time.Minute)
+	setDefault(&c.PollInterval, time.Second)
+	setDefault(&c.RetryBase, 30*time.Second)
+	setDefault(&c.RetryMax, time.Hour)
+	setDefault(&c.MaxAge, 72*time.Hour)
+	setDefault(&c.SettleEvery, 200*time.Millisecond)
+	setDefault(&c.PauseBase, 10*time.Second)
+	setDefault(&c.PauseMax, 10*time.Minute)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// defaultOwner names this process uniquely among the instances sharing a
+// database, and across its own restarts.
+func defaultOwner() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "herald"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), rand.Text()[:8])
+}
+
+// Stats are an Engine's counters since it was created.
+type Stats struct {
+	Claimed   int64 // messages leased
+	Sent      int64
+	Retried   int64
+	Failed    int64
+	Bounced   int64
+	Cancelled int64
+	Released  int64 // claimed but handed back unattempted
+	// PausedUntil is the end of the current pool-wide pause, or zero.
+	PausedUntil time.Time
+}
+
+// Engine delivers the outbox: it claims due messages under a lease, renders
+// and sends them with a bounded pool of workers, and settles the results in
+// batches. Several engines, in one process or many, may share a store.
+type Engine struct {
+	store     Store
+	renderer  Renderer
+	transport mailer.Transport
+	cfg       Config
+	log       *slog.Logger
+	rnd       func(int64) int64 // returns [0, n)
+	wake      chan struct{}
+	running   atomic.Bool
+
+	claimed, sent, retried, failed, bounced, cancelled, released atomic.Int64
+
+	mu    sync.Mutex // guards pause
+	pause circuit
+}
+
+// New returns an Engine that takes its work from store, renders with r and
+// sends through t. It does nothing until Run.
+func New(store Store, r Renderer, t mailer.Transport, cfg Config) *Engine {
+	cfg = cfg.withDefaults()
+	return &Engine{
+		store:     store,
+		renderer:  r,
+		transport: t,
+		cfg:       cfg,
+		log:       cfg.Logger.With("owner", cfg.Owner),
+		rnd:       mrand.Int64N,
+		wake:      make(chan struct{}, 1),
+		pause:     circuit{base: cfg.PauseBase, max: cfg.PauseMax},
+	}
+}
+
+// Wake asks a running engine to look for due messages now rather than at its
+// next poll, e.g. right after a confirmation email was queued. It never
+// blocks; wakes during a pool-wide pause wait for the pause to end.
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	until, paused := e.pause.pausedUntil(e.cfg.Now())
+	e.mu.Unlock()
+	s := Stats{
+		Claimed:   e.claimed.Load(),
+		Sent:      e.sent.Load(),
+		Retried:   e.retried.Load(),
+		Failed:    e.failed.Load(),
+		Bounced:   e.bounced.Load(),
+		Cancelled: e.cancelled.Load(),
+		Released:  e.released.Load(),
+	}
+	if paused {
+		s.PausedUntil = until
+	}
+	return s
+}
+
+// claimedJob is a job with the time its lease began.
+type claimedJob struct {
+	Job
+	claimedAt time.Time
+}
+
+// Run delivers until ctx is cancelled. Then it stops claiming, lets the sends
+// already under way finish, releases the messages it claimed but did not
+// start, settles every result and returns nil; an error means the final
+// settle failed, and the rows it concerned will be claimed again once their
+// lease expires. Run may not be called again while it runs.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("delivery: engine already running")
+	}
+	defer e.running.Store(false)
+
+	jobs := make(chan claimedJob) // unbuffered: nothing waits in between
+	results := make(chan Result, e.cfg.BatchSize+e.cfg.Workers)
+	settled := make(chan error, 1)
+	go func() { settled <- e.settleLoop(ctx, results) }()
+
+	var wg sync.WaitGroup
+	for range e.cfg.Workers {
+		wg.Go(func() {
+			for j := range jobs {
+				results <- e.handle(ctx, j)
+			}
+		})
+	}
+
+	e.claimLoop(ctx, jobs, results)
+	close(jobs)
+	wg.Wait()
+	close(results)
+	return <-settled
+}
+
+// claimLoop claims due batches and hands them to the workers until ctx is
+// done. It claims again at once while batches come back full.
+func (e *Engine) claimLoop(ctx context.Context, jobs chan<- claimedJob, results chan<- Result) {
+	tick := time.NewTicker(e.cfg.PollInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		full := false
+		now := e.cfg.Now()
+		if _, paused := e.pausedUntil(now); !paused {
+			batch, err := e.store.ClaimMessages(ctx, e.cfg.Owner, now, e.cfg.Lease, e.cfg.BatchSize)
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Error("claim messages", "error", err)
+				}
+			} else {
+				e.claimed.Add(int64(len(batch)))
+				e.dispatch(ctx, batch, now, jobs, results)
+				full = len(batch) >= e.cfg.BatchSize
+			}
+		}
+		if full {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		case <-e.wake:
+		}
+	}
+}
+
+// dispatch hands batch to the workers one job at a time. When ctx is done
+// first, the jobs not handed over are released.
+func (e *Engine) dispatch(ctx context.Context, batch []Job, claimedAt time.Time, jobs chan<- claimedJob, results chan<- Result) {
+	for i, j := range batch {
+		select {
+		case jobs <- claimedJob{Job: j, claimedAt: claimedAt}:
+		case <-ctx.Done():
+			now := e.cfg.Now()
+			for _, j := range batch[i:] {
+				results <- e.release(j, now, now)
+			}
+			return
+		}
+	}
+}
+
+// handle attempts one job, or releases it when it should not start now.
+func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
+	now := e.cfg.Now()
+	if ctx.Err() != nil {
+		return e.release(j.Job, now, now)
+	}
+	if until, paused := e.pausedUntil(now); paused {
+		return e.release(j.Job, now, until)
+	}
+	if now.Sub(j.claimedAt) > e.cfg.Lease/2 {
+		// Too little lease left to be sure the result lands before
+		// another instance may claim the row and send it again.
+		return e.release(j.Job, now, now)
+	}
+
+	// A send that has started is finished even if ctx is cancelled
+	// meanwhile: abandoning it half-way would leave its fate unknown.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Lease/4)
+	defer cancel()
+	start := time.Now() // latency is measured, not scheduled: the real clock
+	var sendErr error
+	email, renderErr := e.renderer.Render(sendCtx, j.Job)
+	if renderErr == nil {
+		sendErr = e.transport.Send(sendCtx, email)
+	}
+	latency := time.Since(start)
+
+	now = e.cfg.Now()
+	v := e.judge(j.Job, now, renderErr, sendErr)
+	var until time.Time
+	began := false
+	e.mu.Lock()
+	switch {
+	case v.Outcome == OutcomeSent:
+		e.pause.succeed()
+	case v.poolWide:
+		until, began = e.pause.trip(now)
+	}
+	e.mu.Unlock()
+	if began {
+		e.log.Warn("relay unavailable: pausing delivery", "job_id", j.ID, "code", v.code, "until", until)
+	}
+
+	e.count(v.Outcome)
+	if e.cfg.Observer != nil {
+		e.cfg.Observer.Observe(j.Kind, v.Outcome, latency)
+	}
+	e.logResult(j.Job, v, renderErr != nil)
+	return v.Result
+}
+
+// release hands j back unattempted, due again at next.
+func (e *Engine) release(j Job, now, next time.Time) Result {
+	e.released.Add(1)
+	return Result{ID: j.ID, SubscriberID: j.SubscriberID, Outcome: OutcomeRelease, At: now, NextAttemptAt: next}
+}
+
+// pausedUntil returns the end of the pool-wide pause in force at now, if any.
+func (e *Engine) pausedUntil(now time.Time) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pause.pausedUntil(now)
+}
+
+// count adds an attempt's outcome to the stats.
+func (e *Engine) count(o Outcome) {
+	switch o {
+	case OutcomeSent:
+		e.sent.Add(1)
+	case OutcomeRetry:
+		e.retried.Add(1)
+	case OutcomeFailed:
+		e.failed.Add(1)
+	case OutcomeBounced:
+		e.bounced.Add(1)
+	case OutcomeCancelled:
+		e.cancelled.Add(1)
+	}
+}
+
+// logResult logs an attempt once, where it is handled. Addresses never reach
+// the log: v.Error is redacted.
+func (e *Engine) logResult(j Job, v verdict, rendering bool) {
+	attrs := []any{
+		"job_id", j.ID, "subscriber_id", j.SubscriberID, "kind", j.Kind,
+		"attempt", j.Attempts, "outcome", string(v.Outcome),
+	}
+	if v.code != 0 {
+		attrs = append(attrs, "code", v.code)
+	}
+	if v.Error != "" {
+		attrs = append(attrs, "error", v.Error)
+	}
+	switch {
+	case v.Outcome == OutcomeSent || v.Outcome == OutcomeCancelled:
+		e.log.Debug("message settled", attrs...)
+	case rendering:
+		e.log.Error("render message", attrs...)
+	case v.Outcome == OutcomeRetry:
+		e.log.Info("message deferred", append(attrs, "next_attempt_at", v.NextAttemptAt)...)
+	default:
+		e.log.Warn("message not delivered", attrs...)
+	}
+}
+
+// settleLoop batches results into SettleMessages calls, flushing when
+// BatchSize are waiting or every SettleEvery, until results is closed; then
+// it settles what is left and reports whether that worked.
+func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
+	tick := time.NewTicker(e.cfg.SettleEvery)
+	defer tick.Stop()
+	var buf []Result
+	failing := false // after a failed settle, wait for the tick rather than hammer the store
+	for {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				if len(buf) == 0 {
+					return nil
+				}
+				if err := e.settle(ctx, buf); err != nil {
+					return fmt.Errorf("delivery: settle %d results at shutdown: %w", len(buf), err)
+				}
+				return nil
+			}
+			buf = append(buf, r)
+			if len(buf) >= e.cfg.BatchSize && !failing {
+				buf, failing = e.flush(ctx, buf)
+			}
+		case <-tick.C:
+			if len(buf) > 0 {
+				buf, failing = e.flush(ctx, buf)
+			}
+		}
+	}
+}
+
+// flush settles buf, returning what is still to settle and whether it failed.
+func (e *Engine) flush(ctx context.Context, buf []Result) ([]Result, bool) {
+	if err := e.settle(ctx, buf); err != nil {
+		// Kept for the next flush; if that never works the leases expire
+		// and the messages are claimed again.
+		e.log.Error("settle messages", "count", len(buf), "error", err)
+		return buf, true
+	}
+	return nil, false
+}
+
+// settle records results on a context of its own: settles must land even
+// while Run's context is being cancelled.
+func (e *Engine) settle(ctx context.Context, results []Result) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	return e.store.SettleMessages(sctx, e.cfg.Owner, results)
+}
