@@ -1,0 +1,262 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"herald"
+	"herald/delivery"
+	"herald/subscribers"
+)
+
+const (
+	// maxLastError caps the error text kept on a message row.
+	maxLastError = 1000
+	// maxEventDetail caps the reason written into the activity log.
+	maxEventDetail = 200
+)
+
+// claimSQL leases due messages and returns them with their recipients. Each
+// arm of the UNION walks a partial index in (priority, id) order and stops
+// after ?4 due rows, so a claim costs the same with ten rows queued or a
+// million. The subqueries in RETURNING read the recipient in the same
+// statement (SQLite's RETURNING cannot name a joined table).
+const claimSQL = `UPDATE messages
+SET status = 'sending', lease_owner = ?1, lease_until = ?3, attempts = attempts + 1, updated_at = ?2
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, priority FROM (
+            SELECT id, priority FROM messages
+            WHERE status = 'queued' AND next_attempt_at <= ?2
+            ORDER BY priority, id LIMIT ?4)
+        UNION ALL
+        SELECT id, priority FROM (
+            SELECT id, priority FROM messages
+            WHERE status = 'sending' AND lease_until < ?2
+            ORDER BY priority, id LIMIT ?4))
+    ORDER BY priority, id LIMIT ?4)
+RETURNING id, priority, kind, subscriber_id, issue_id, message_id, attempts, created_at,
+    (SELECT s.email FROM subscribers s WHERE s.id = messages.subscriber_id),
+    (SELECT s.name FROM subscribers s WHERE s.id = messages.subscriber_id),
+    (SELECT s.status FROM subscribers s WHERE s.id = messages.subscriber_id)`
+
+// ClaimMessages leases up to limit due messages (queued with next_attempt_at
+// <= now, or sending with a lease expired before now) to owner until
+// now+lease, increments their attempts and returns them joined with their
+// recipients, ordered by priority then id.
+func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]delivery.Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	type claimed struct {
+		job      delivery.Job
+		priority int
+	}
+	var got []claimed
+	err := db.write(ctx, func(t *sql.Tx) error {
+		rows, err := t.QueryContext(ctx, claimSQL, owner, now.UnixMilli(), now.Add(lease).UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		got = make([]claimed, 0, limit)
+		for rows.Next() {
+			var (
+				c                   claimed
+				issue, created      sql.NullInt64
+				email, name, status sql.NullString
+			)
+			if err := rows.Scan(&c.job.ID, &c.priority, &c.job.Kind, &c.job.SubscriberID, &issue,
+				&c.job.MessageID, &c.job.Attempts, &created, &email, &name, &status); err != nil {
+				return err
+			}
+			c.job.IssueID = issue.Int64
+			c.job.CreatedAt = decTime(created)
+			c.job.Email, c.job.Name, c.job.SubscriberStatus = email.String, name.String, status.String
+			got = append(got, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, translate(err, "claim messages", "message")
+	}
+	// RETURNING gives rows in no promised order.
+	slices.SortFunc(got, func(a, b claimed) int {
+		return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(a.job.ID, b.job.ID))
+	})
+	jobs := make([]delivery.Job, len(got))
+	for i := range got {
+		jobs[i] = got[i].job
+	}
+	return jobs, nil
+}
+
+// Settlement statements. Each changes a row only while owner still holds
+// its lease; a row whose lease expired and was claimed by another worker is
+// left to that worker.
+const (
+	settleSentSQL = `UPDATE messages
+        SET status = 'sent', sent_at = ?1, updated_at = ?1, last_error = '', lease_owner = NULL, lease_until = NULL
+        WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
+	settleRetrySQL = `UPDATE messages
+        SET status = 'queued', next_attempt_at = ?4, last_error = ?5, updated_at = ?1,
+            lease_owner = NULL, lease_until = NULL
+        WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
+	settleFinalSQL = `UPDATE messages
+        SET status = ?4, last_error = ?5, updated_at = ?1, lease_owner = NULL, lease_until = NULL
+        WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
+	settleBouncedSQL = `UPDATE messages
+        SET status = 'bounced', last_error = ?4, updated_at = ?1, lease_owner = NULL, lease_until = NULL
+        WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3
+        RETURNING subscriber_id`
+	// A complaint is the stronger signal; a bounce does not overwrite it.
+	suppressSQL = `UPDATE subscribers SET status = 'bounced', updated_at = ?1
+        WHERE id = ?2 AND status NOT IN ('bounced', 'complained')`
+	bounceEventSQL = `INSERT INTO events (subscriber_id, at, kind, detail) VALUES (?, ?, ?, ?)`
+)
+
+// settleStmts prepares each settlement statement once per transaction, on
+// first use.
+type settleStmts struct {
+	ctx context.Context
+	tx  *sql.Tx
+	byQ map[string]*sql.Stmt
+}
+
+func (s *settleStmts) get(q string) (*sql.Stmt, error) {
+	if st, ok := s.byQ[q]; ok {
+		return st, nil
+	}
+	st, err := s.tx.PrepareContext(s.ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	s.byQ[q] = st
+	return st, nil
+}
+
+func (s *settleStmts) close() {
+	for _, st := range s.byQ {
+		st.Close()
+	}
+}
+
+// SettleMessages records the results in one transaction. Only rows still
+// leased by owner change; others are skipped silently. OutcomeBounced also
+// sets the subscriber's status to bounced (unless they complained) and logs
+// a status_change event. EINVALID for an unknown outcome, and then nothing
+// is written.
+func (db *DB) SettleMessages(ctx context.Context, owner string, results []delivery.Result) error {
+	if len(results) == 0 {
+		return nil
+	}
+	err := db.write(ctx, func(t *sql.Tx) error {
+		stmts := &settleStmts{ctx: ctx, tx: t, byQ: make(map[string]*sql.Stmt, 4)}
+		defer stmts.close()
+		for _, r := range results {
+			if err := settleOne(stmts, owner, r); err != nil {
+				return fmt.Errorf("message %d: %w", r.ID, err)
+			}
+		}
+		return nil
+	})
+	return translate(err, "settle messages", "message")
+}
+
+func settleOne(stmts *settleStmts, owner string, r delivery.Result) error {
+	at := encTimeNN(r.At)
+	reason := truncate(r.Error, maxLastError)
+	var (
+		st  *sql.Stmt
+		err error
+	)
+	switch r.Outcome {
+	case delivery.OutcomeSent:
+		if st, err = stmts.get(settleSentSQL); err == nil {
+			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner)
+		}
+	case delivery.OutcomeRetry:
+		if st, err = stmts.get(settleRetrySQL); err == nil {
+			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner, encTimeNN(r.NextAttemptAt), reason)
+		}
+	case delivery.OutcomeFailed, delivery.OutcomeCancelled:
+		if st, err = stmts.get(settleFinalSQL); err == nil {
+			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner, string(r.Outcome), reason)
+		}
+	case delivery.OutcomeBounced:
+		err = settleBounced(stmts, owner, r, at, reason)
+	default:
+		return herald.Errorf(herald.EINVALID, "Unknown delivery outcome %q.", r.Outcome)
+	}
+	return err
+}
+
+func settleBounced(stmts *settleStmts, owner string, r delivery.Result, at int64, reason string) error {
+	st, err := stmts.get(settleBouncedSQL)
+	if err != nil {
+		return err
+	}
+	var subscriberID int64
+	err = st.QueryRowContext(stmts.ctx, at, r.ID, owner, reason).Scan(&subscriberID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // no longer ours
+	} else if err != nil {
+		return err
+	}
+	if st, err = stmts.get(suppressSQL); err != nil {
+		return err
+	}
+	res, err := st.ExecContext(stmts.ctx, at, subscriberID)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err
+	}
+	if st, err = stmts.get(bounceEventSQL); err != nil {
+		return err
+	}
+	_, err = st.ExecContext(stmts.ctx, subscriberID, at, subscribers.EventStatusChange,
+		"bounced: "+truncate(r.Error, maxEventDetail))
+	return err
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// CountMessages returns how many outbox rows are in each status (statuses
+// with no rows are absent).
+func (db *DB) CountMessages(ctx context.Context) (map[string]int, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT status, count(*) FROM messages GROUP BY status`)
+	if err != nil {
+		return nil, translate(err, "count messages", "message")
+	}
+	defer rows.Close()
+	counts := make(map[string]int)
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			return nil, translate(err, "count messages", "message")
+		}
+		counts[status] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err, "count messages", "message")
+	}
+	return counts, nil
+}
