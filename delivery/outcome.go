@@ -42,15 +42,17 @@ func (e *Engine) judge(j Job, now time.Time, renderErr, sendErr error) verdict {
 	var se *mailer.SendError
 	if renderErr == nil && errors.As(sendErr, &se) {
 		v.code = se.Code
+		v.poolWide = poolWide(se)
 		switch {
 		case se.Bounce():
 			v.Outcome = OutcomeBounced
 			return v
-		case se.Permanent:
+		case se.Permanent && !v.poolWide:
+			// A permanent pool-wide error (535 at AUTH) is the relay's
+			// configuration, not this message: it is retried below.
 			v.Outcome = OutcomeFailed
 			return v
 		}
-		v.poolWide = poolWide(se)
 	}
 
 	// Temporary: try again later, unless the message has been failing for
@@ -66,13 +68,19 @@ func (e *Engine) judge(j Job, now time.Time, renderErr, sendErr error) verdict {
 }
 
 // poolWide reports whether se says the relay as a whole is unavailable (421,
-// or no connection at all) rather than this one message having a problem.
+// or no working connection: dial, greeting, STARTTLS, AUTH) rather than this
+// one message having a problem.
 func poolWide(se *mailer.SendError) bool {
-	// mailer is gaining its own classification; prefer it when present.
+	// SendError.PoolWide is the mailer's own answer; the fallback below
+	// mirrors it for a mailer that predates it.
 	if pw, ok := any(se).(interface{ PoolWide() bool }); ok {
 		return pw.PoolWide()
 	}
-	return se.Code == 421 || se.Stage == "dial"
+	switch se.Stage {
+	case "dial", "hello", "starttls", "auth":
+		return true
+	}
+	return se.Code == 421
 }
 
 // backoff is the un-jittered delay before attempt n+1 after n attempts:

@@ -28,6 +28,7 @@ func TestJudge(t *testing.T) {
 	rcpt451 := &mailer.SendError{Code: 451, Stage: "rcpt", Err: errors.New("4.7.1 greylisted, try again")}
 	busy421 := &mailer.SendError{Code: 421, Stage: "mail", Err: errors.New("4.7.0 too many connections")}
 	dial := &mailer.SendError{Stage: "dial", Err: errors.New("connect: connection refused")}
+	auth535 := &mailer.SendError{Code: 535, Stage: "auth", Permanent: true, Err: errors.New("5.7.8 authentication failed")}
 	network := fmt.Errorf("write: %w", io.ErrUnexpectedEOF)
 	renderBug := errors.New("template: digest.html: missing key")
 
@@ -50,6 +51,7 @@ func TestJudge(t *testing.T) {
 		{name: "temporary", job: fresh, sendErr: rcpt451, want: OutcomeRetry, wantErr: "greylisted", code: 451},
 		{name: "421 is pool-wide", job: fresh, sendErr: busy421, want: OutcomeRetry, poolWide: true, code: 421},
 		{name: "dial is pool-wide", job: fresh, sendErr: dial, want: OutcomeRetry, wantErr: "refused", poolWide: true},
+		{name: "permanent pool-wide retries", job: fresh, sendErr: auth535, want: OutcomeRetry, wantErr: "535", poolWide: true, code: 535},
 		{name: "network error", job: fresh, sendErr: network, want: OutcomeRetry, wantErr: "unexpected EOF"},
 		{name: "too old temporary", job: stale, sendErr: rcpt451, want: OutcomeFailed, wantErr: "gave up after 73h0m0s: rcpt: 451", code: 451},
 		{name: "too old render error", job: stale, renderErr: renderBug, want: OutcomeFailed, wantErr: "gave up"},
@@ -105,6 +107,10 @@ func TestPoolWide(t *testing.T) {
 		{&mailer.SendError{Stage: "dial", Err: io.EOF}, true},
 		{&mailer.SendError{Code: 450, Stage: "rcpt", Err: io.EOF}, false},
 		{&mailer.SendError{Stage: "write", Err: io.EOF}, false},
+		{&mailer.SendError{Code: 535, Stage: "auth", Permanent: true, Err: io.EOF}, true},
+		{&mailer.SendError{Code: 554, Stage: "hello", Permanent: true, Err: io.EOF}, true},
+		{&mailer.SendError{Stage: "starttls", Err: io.EOF}, true},
+		{&mailer.SendError{Code: 550, Stage: "rcpt", Permanent: true, Err: io.EOF}, false},
 	}
 	for _, tt := range tests {
 		if got := poolWide(tt.err); got != tt.want {

@@ -1,0 +1,236 @@
+package delivery_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/mail"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"herald/delivery"
+	"herald/mailer"
+	"herald/store/sqlite"
+	"herald/subscribers"
+)
+
+// rejected is the one address the test relay refuses at RCPT.
+const rejected = "nobody@example.com"
+
+// relay is an in-process SMTP server that counts the messages it accepts by
+// Message-ID.
+type relay struct {
+	mu       sync.Mutex
+	byID     map[string]int
+	received chan string
+}
+
+func (r *relay) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{r: r}, nil }
+
+type session struct {
+	r  *relay
+	to []string
+}
+
+func (s *session) Mail(string, *smtp.MailOptions) error { return nil }
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to == rejected {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
+	}
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	m, err := mail.ReadMessage(r)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, m.Body); err != nil {
+		return err
+	}
+	id := strings.Trim(m.Header.Get("Message-Id"), "<>")
+	s.r.mu.Lock()
+	s.r.byID[id]++
+	s.r.mu.Unlock()
+	s.r.received <- id
+	return nil
+}
+
+func (s *session) Reset()        { s.to = nil }
+func (s *session) Logout() error { return nil }
+
+// startRelay serves SMTP on a loopback port until the test ends.
+func startRelay(t *testing.T) (*relay, int) {
+	t.Helper()
+	r := &relay{byID: map[string]int{}, received: make(chan string, 1000)}
+	srv := smtp.NewServer(r)
+	srv.Domain = "relay.test"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return r, l.Addr().(*net.TCPAddr).Port
+}
+
+// welcomeRenderer renders every job as a minimal welcome email.
+type welcomeRenderer struct{}
+
+func (welcomeRenderer) Render(_ context.Context, j delivery.Job) (*mailer.Email, error) {
+	return &mailer.Email{
+		FromName:  "Herald",
+		From:      "news@herald.test",
+		ToName:    j.Name,
+		To:        j.Email,
+		Subject:   "Welcome",
+		MessageID: j.MessageID,
+		Date:      time.Now(),
+		Text:      "Welcome aboard.",
+	}, nil
+}
+
+// enqueue creates one active subscriber per address, each with a welcome
+// message queued, and returns the Message-IDs by address.
+func enqueue(t *testing.T, db *sqlite.DB, addrs ...string) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	now := time.Now()
+	err := db.Update(context.Background(), func(tx subscribers.Tx) error {
+		for _, a := range addrs {
+			s := &subscribers.Subscriber{Email: a, Name: "Reader", Status: subscribers.StatusActive, CreatedAt: now, UpdatedAt: now}
+			if err := tx.CreateSubscriber(s); err != nil {
+				return err
+			}
+			mid := fmt.Sprintf("welcome.%d@herald.test", s.ID)
+			if err := tx.Enqueue(subscribers.OutboxMessage{Kind: subscribers.KindWelcome, SubscriberID: s.ID, MessageID: mid, CreatedAt: now}); err != nil {
+				return err
+			}
+			ids[a] = mid
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("enqueue: %v", err)
+	}
+	return ids
+}
+
+func addresses(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("reader%d@example.com", i))
+	}
+	return out
+}
+
+func TestEngineDeliversThroughSQLiteAndSMTP(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	relay, port := startRelay(t)
+	transport := mailer.NewSMTPTransport(mailer.SMTPConfig{Host: "127.0.0.1", Port: port, TLS: mailer.TLSNone, Connections: 3})
+	t.Cleanup(func() { _ = transport.Close() })
+
+	want := enqueue(t, db, append(addresses(0, 40), rejected)...)
+	bouncedID := want[rejected]
+	delete(want, rejected)
+
+	e := delivery.New(db, welcomeRenderer{}, transport, delivery.Config{
+		Workers:      3,
+		BatchSize:    16, // several full batches: claims follow each other without waiting
+		PollInterval: time.Hour,
+		SettleEvery:  5 * time.Millisecond,
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+
+	waitReceived(t, relay, 40)
+	// Queued after the engine went idle: only Wake brings it out before the
+	// hour-long poll.
+	maps.Copy(want, enqueue(t, db, addresses(40, 50)...))
+	e.Wake()
+	waitReceived(t, relay, 10)
+
+	waitCounts(t, db, map[string]int{"sent": 50, "bounced": 1})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+
+	relay.mu.Lock()
+	defer relay.mu.Unlock()
+	for addr, mid := range want {
+		if n := relay.byID[mid]; n != 1 {
+			t.Errorf("%s (%s) received %d times, want once", mid, addr, n)
+		}
+	}
+	if len(relay.byID) != len(want) || relay.byID[bouncedID] != 0 {
+		t.Errorf("relay received %d distinct messages, want %d and none for the refused address", len(relay.byID), len(want))
+	}
+	if s := e.Stats(); s.Sent != 50 || s.Bounced != 1 || s.Claimed != 51 || s.Released != 0 {
+		t.Errorf("Stats = %+v, want 51 claimed, 50 sent, 1 bounced", s)
+	}
+	found, err := db.FindSubscribers(ctx, subscribers.Filter{Status: subscribers.StatusBounced, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].Email != rejected {
+		t.Errorf("bounced subscribers = %d, want the refused address alone", len(found))
+	}
+}
+
+// waitReceived waits until the relay has accepted n more messages.
+func waitReceived(t *testing.T, r *relay, n int) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for i := range n {
+		select {
+		case <-r.received:
+		case <-timeout:
+			t.Fatalf("relay received %d of %d messages", i, n)
+		}
+	}
+}
+
+// waitCounts waits until the outbox rows are in exactly the given statuses.
+func waitCounts(t *testing.T, db *sqlite.DB, want map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := db.CountMessages(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if maps.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox statuses = %v, want %v", got, want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
