@@ -108,6 +108,12 @@ const (
         SET status = 'queued', next_attempt_at = ?4, last_error = ?5, updated_at = ?1,
             lease_owner = NULL, lease_until = NULL
         WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
+	// A release hands back a claimed message that was never attempted: the
+	// claim's attempt is given back and the last error is kept.
+	settleReleaseSQL = `UPDATE messages
+        SET status = 'queued', next_attempt_at = ?4, attempts = MAX(attempts - 1, 0), updated_at = ?1,
+            lease_owner = NULL, lease_until = NULL
+        WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
 	settleFinalSQL = `UPDATE messages
         SET status = ?4, last_error = ?5, updated_at = ?1, lease_owner = NULL, lease_until = NULL
         WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
@@ -184,6 +190,10 @@ func settleOne(stmts *settleStmts, owner string, r delivery.Result) error {
 	case delivery.OutcomeRetry:
 		if st, err = stmts.get(settleRetrySQL); err == nil {
 			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner, encTimeNN(r.NextAttemptAt), reason)
+		}
+	case delivery.OutcomeRelease:
+		if st, err = stmts.get(settleReleaseSQL); err == nil {
+			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner, encTimeNN(r.NextAttemptAt))
 		}
 	case delivery.OutcomeFailed, delivery.OutcomeCancelled:
 		if st, err = stmts.get(settleFinalSQL); err == nil {

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"SettleOnlyOwner", testSettleOnlyOwner},
 		{"SettleOutcomes", testSettleOutcomes},
+		{"SettleRelease", testSettleRelease},
 		{"SettleBounced", testSettleBounced},
 	}
 	for _, tt := range tests {
@@ -899,6 +900,26 @@ func testSettleOutcomes(t *testing.T, s Store) {
 		t.Fatal(err)
 	} else if sub.Status != subscribers.StatusActive {
 		t.Fatalf("status %s, want active: only a bounce changes it", sub.Status)
+	}
+}
+
+// testSettleRelease: a claimed message handed back unattempted (shutdown,
+// pause) is queued again with its attempt given back, in the same batch as
+// ordinary results.
+func testSettleRelease(t *testing.T, s Store) {
+	enqueue(t, s, "release@example.org", 2)
+	jobs := claim(t, s, "w", base(), 10)
+	if len(jobs) != 2 {
+		t.Fatalf("claimed %d, want 2", len(jobs))
+	}
+	settle(t, s, "w",
+		delivery.Result{ID: jobs[0].ID, Outcome: delivery.OutcomeSent, At: at(time.Second)},
+		delivery.Result{ID: jobs[1].ID, Outcome: delivery.OutcomeRelease, At: at(time.Second), NextAttemptAt: at(time.Second)},
+	)
+	wantCounts(t, s, map[string]int{"sent": 1, "queued": 1})
+	got := claim(t, s, "w2", at(time.Second), 10)
+	if len(got) != 1 || got[0].ID != jobs[1].ID || got[0].Attempts != 1 {
+		t.Fatalf("claim after release = %+v, want message %d at attempt 1", got, jobs[1].ID)
 	}
 }
 
