@@ -3,6 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"herald/delivery"
+	"herald/mailer"
+	"herald/subscribers"
+	"herald/templates"
+	"herald/web"
 )
 
 // serveUsage documents "herald serve".
@@ -34,10 +44,198 @@ func (a *app) serve(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	logger := newLogger(cfg.Log, a.stderr)
-	db, err := openMigrated(ctx, cfg, logger)
-	if err != nil {
+	if err := serve(ctx, cfg, logger); err != nil {
 		return a.fail(fs, err)
 	}
+	return exitOK
+}
+
+// serve wires Herald together and runs it until ctx is done or a part fails.
+// Shutdown goes outside in: the HTTP server stops taking requests and
+// finishes the ones under way, then the delivery engine stops claiming,
+// finishes its sends and settles what it claimed, then the transport and
+// the database close.
+func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
+	db, err := openMigrated(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	defer db.Close()
-	return a.fail(fs, errors.New("the web server and delivery engine are not wired yet"))
+
+	subs, err := newSubscribers(ctx, cfg, db, logger.With("component", "subscribers"))
+	if err != nil {
+		return err
+	}
+	transport, err := newTransport(cfg)
+	if err != nil {
+		return err
+	}
+	defer transport.Close()
+	composer, err := newComposer(cfg)
+	if err != nil {
+		return err
+	}
+	engine := delivery.New(db, newRenderer(cfg, subs, db, composer), transport, delivery.Config{
+		Workers:   cfg.Delivery.Workers,
+		BatchSize: cfg.Delivery.BatchSize,
+		Lease:     cfg.Delivery.Lease,
+		RetryBase: cfg.Delivery.RetryBase,
+		RetryMax:  cfg.Delivery.RetryMax,
+		MaxAge:    cfg.Delivery.MaxAge,
+		Logger:    logger.With("component", "delivery"),
+	})
+	site, err := web.New(webConfig(cfg), web.Deps{
+		Subscribers: subs,
+		Logger:      logger.With("component", "web"),
+		Wake:        engine.Wake,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Listen before starting anything, so that a taken port fails at once.
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           site.Handler(),
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+
+	// The engine's context is not ctx: it is cancelled only once the HTTP
+	// server has drained, so that requests finishing late can still wake it
+	// and the messages they queued are not stranded until the next start.
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEngine()
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- engine.Run(engineCtx) }()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+
+	logger.Info("herald started",
+		"addr", ln.Addr().String(),
+		"base_url", cfg.HTTP.BaseURL,
+		"database", cfg.Database.Driver,
+		"mail_transport", cfg.Mail.Transport,
+		"version", version)
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", cfg.HTTP.ShutdownTimeout.String())
+	case err := <-httpDone:
+		failure = fmt.Errorf("http server: %w", err)
+		httpDone <- nil // Shutdown below must not wait for it again
+	case err := <-engineDone:
+		failure = fmt.Errorf("delivery engine stopped: %v", err)
+		engineDone <- nil
+	}
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("requests still running at the shutdown timeout were cut off", "err", err)
+		srv.Close()
+	}
+	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) && failure == nil {
+		failure = fmt.Errorf("http server: %w", err)
+	}
+
+	stopEngine()
+	if err := <-engineDone; err != nil && failure == nil {
+		failure = fmt.Errorf("delivery engine: %w", err)
+	}
+	st := engine.Stats()
+	logger.Info("herald stopped", "sent", st.Sent, "retried", st.Retried, "failed", st.Failed,
+		"bounced", st.Bounced, "cancelled", st.Cancelled)
+	return failure
+}
+
+// newTransport builds the mail transport mail.transport names.
+func newTransport(cfg *Config) (mailer.Transport, error) {
+	switch cfg.Mail.Transport {
+	case "outbox":
+		return mailer.NewOutboxTransport(cfg.Mail.OutboxDir)
+	case "smtp":
+		return mailer.NewSMTPTransport(mailer.SMTPConfig{
+			Host:        cfg.SMTP.Host,
+			Port:        cfg.SMTP.Port,
+			TLS:         cfg.SMTP.TLS,
+			Username:    cfg.SMTP.Username,
+			Password:    cfg.SMTP.Password,
+			HeloName:    heloName(cfg),
+			Connections: cfg.SMTP.Connections,
+			Timeout:     cfg.SMTP.Timeout,
+		}), nil
+	default:
+		return nil, fmt.Errorf("mail.transport: unknown transport %q", cfg.Mail.Transport)
+	}
+}
+
+// heloName is the name Herald gives in EHLO: the host of the public base URL
+// when it is a name, else the domain of mail.from.
+func heloName(cfg *Config) string {
+	if host := hostOf(cfg.HTTP.BaseURL); host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return host
+	}
+	return addressDomain(cfg.FromAddress().Address)
+}
+
+// newComposer parses the email templates with the site's identity.
+func newComposer(cfg *Config) (*mailer.Composer, error) {
+	from := cfg.FromAddress()
+	var replyTo string
+	if cfg.Mail.ReplyTo != "" {
+		replyTo = parseAddress(cfg.Mail.ReplyTo)
+	}
+	return mailer.NewComposer(mailer.ComposerConfig{
+		SiteName:      cfg.Site.Name,
+		SiteURL:       cfg.Site.URL,
+		FromName:      from.Name,
+		From:          from.Address,
+		ReplyTo:       replyTo,
+		PostalAddress: cfg.Mail.PostalAddress,
+		BaseURL:       cfg.HTTP.BaseURL,
+		ConfirmTTL:    subscribers.DefaultConfirmTTL,
+	}, templates.FS)
+}
+
+// webConfig is the part of the configuration the web layer needs.
+func webConfig(cfg *Config) web.Config {
+	nls := make([]web.Newsletter, len(cfg.Newsletters))
+	for i, n := range cfg.Newsletters {
+		nls[i] = web.Newsletter{
+			ID:          n.ID,
+			Name:        n.Name,
+			Description: n.Description,
+			Schedule:    capitalize(describeSchedule(n.Schedule, n.Timezone)),
+		}
+	}
+	return web.Config{
+		BaseURL:        cfg.HTTP.BaseURL,
+		SiteName:       cfg.Site.Name,
+		SiteURL:        cfg.Site.URL,
+		PrivacyURL:     cfg.Site.PrivacyURL,
+		ConsentText:    cfg.Site.ConsentText,
+		ConsentVersion: cfg.Site.ConsentVersion,
+		PostalAddress:  cfg.Mail.PostalAddress,
+		Newsletters:    nls,
+		AdminToken:     cfg.Admin.Token,
+		SignupPerIP:    cfg.Limits.SignupPerIP,
+		TrustedProxies: cfg.HTTP.TrustedProxies,
+	}
+}
+
+// capitalize upper-cases the first letter of an ASCII sentence.
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
 }
