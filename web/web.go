@@ -1,0 +1,261 @@
+// Package web is Herald's HTTP face: the signup page behind a news site's
+// "Don't miss a story" form, the confirm and unsubscribe pages that email
+// links open, the admin JSON API and the health probes. Handlers parse,
+// validate, call one service method and render; one error handler turns
+// every failure into a status and a plain sentence.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"herald/subscribers"
+	"herald/templates"
+)
+
+// DefaultBodyLimit is the largest request body accepted when
+// Config.BodyLimit is zero.
+const DefaultBodyLimit int64 = 64 << 10
+
+// Config is what the web layer needs to know about the site it serves.
+type Config struct {
+	// BaseURL is Herald's public URL, e.g. "https://news.passblue.example".
+	// Its path, if any, prefixes every link the pages write.
+	BaseURL string
+	// SiteName is the publication's name, shown on every page.
+	SiteName string
+	// SiteURL is the publication's home page; error pages link back to it.
+	SiteURL string
+	// PrivacyURL is the privacy policy the signup form links to.
+	PrivacyURL string
+	// ConsentText is the privacy note shown above the subscribe button.
+	ConsentText string
+	// ConsentVersion names the wording of ConsentText; the page carries it
+	// so that what a reader saw can be matched to what was recorded.
+	ConsentVersion string
+	// PostalAddress is printed in the footer of every page.
+	PostalAddress string
+	// Newsletters are the choices offered on the signup form, in order.
+	Newsletters []Newsletter
+	// AdminToken is the bearer token of the admin API; empty disables it.
+	AdminToken string
+	// SignupPerIP is how many signups one client IP may make per minute;
+	// 0 turns the limit off.
+	SignupPerIP int
+	// BodyLimit is the largest request body in bytes; 0 means
+	// DefaultBodyLimit.
+	BodyLimit int64
+	// TrustedProxies are the CIDRs (or single addresses) of reverse proxies
+	// whose X-Forwarded-For header is believed. Empty: the client IP is the
+	// socket's peer address.
+	TrustedProxies []string
+}
+
+// Newsletter is one newsletter as the signup form offers it.
+type Newsletter struct {
+	ID          string
+	Name        string
+	Description string
+	Schedule    string // in words, e.g. "Every weekday morning"
+}
+
+// Subscribers is what the web layer asks of the subscribers service.
+type Subscribers interface {
+	// Signup records a signup. It answers nil alike for new, pending and
+	// active addresses; EINVALID when the input is wrong.
+	Signup(ctx context.Context, r subscribers.SignupRequest) error
+	// CheckConfirmToken changes nothing: ENOTFOUND for an unknown or forged
+	// token, EGONE for an expired or used one.
+	CheckConfirmToken(ctx context.Context, token string) (*subscribers.Subscriber, error)
+	// Confirm activates the subscriber the token belongs to; ENOTFOUND and
+	// EGONE as CheckConfirmToken.
+	Confirm(ctx context.Context, token, ip string) (*subscribers.Subscriber, error)
+	// CheckUnsubscribeToken changes nothing: ENOTFOUND for a forged token,
+	// EGONE for an expired one.
+	CheckUnsubscribeToken(ctx context.Context, token string) (*subscribers.Subscriber, error)
+	// Unsubscribe stops all mail to the token's subscriber; idempotent.
+	// ENOTFOUND and EGONE as CheckUnsubscribeToken.
+	Unsubscribe(ctx context.Context, token, source string) (*subscribers.Subscriber, error)
+	// FindSubscribers returns the subscribers matching f, ordered by id;
+	// EINVALID for a bad filter.
+	FindSubscribers(ctx context.Context, f subscribers.Filter) ([]*subscribers.Subscriber, error)
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+}
+
+// Deps are the collaborators a Server calls.
+type Deps struct {
+	// Subscribers is the subscribers service. Required.
+	Subscribers Subscribers
+	// Logger receives one line per request and the detail of every
+	// failure. Nil discards.
+	Logger *slog.Logger
+	// Wake, if set, is called after a signup or a confirmation so that the
+	// delivery engine sends the queued email at once. It must not block.
+	Wake func()
+}
+
+// Server serves Herald's pages and API. Build one with New.
+type Server struct {
+	cfg     Config
+	subs    Subscribers
+	log     *slog.Logger
+	wake    func()
+	now     func() time.Time
+	prefix  string // path of BaseURL without the trailing slash
+	pages   *pages
+	css     []byte
+	cssURL  string
+	limiter *ipLimiter // nil when SignupPerIP is 0
+	routes  map[string]bool
+	echo    *echo.Echo
+}
+
+// New checks cfg, parses every page template and builds the route table. A
+// template that does not parse is an error naming its file.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Subscribers == nil {
+		return nil, errors.New("web: Deps.Subscribers is required")
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = DefaultBodyLimit
+	}
+	if cfg.SignupPerIP < 0 {
+		return nil, fmt.Errorf("web: SignupPerIP must be 0 or more, got %d", cfg.SignupPerIP)
+	}
+	if cfg.SiteName == "" {
+		cfg.SiteName = "Herald"
+	}
+	if cfg.ConsentText == "" {
+		cfg.ConsentText = "We respect your privacy and take protecting it seriously. We use your address only to send the newsletters you choose, and every email has a link to unsubscribe."
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	prefix, err := basePath(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNewsletters(cfg.Newsletters); err != nil {
+		return nil, err
+	}
+	extract, err := ipExtractor(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	p, err := parsePages(templates.FS)
+	if err != nil {
+		return nil, err
+	}
+	css, err := templates.FS.ReadFile("web/" + stylesheetFile)
+	if err != nil {
+		return nil, fmt.Errorf("web: read %s: %w", stylesheetFile, err)
+	}
+
+	s := &Server{
+		cfg:    cfg,
+		subs:   deps.Subscribers,
+		log:    logger,
+		wake:   deps.Wake,
+		now:    time.Now,
+		prefix: prefix,
+		pages:  p,
+		css:    css,
+		cssURL: prefix + "/static/" + stylesheetFile + "?v=" + shortHash(css),
+		echo:   echo.New(),
+	}
+	if cfg.SignupPerIP > 0 {
+		s.limiter = newIPLimiter(cfg.SignupPerIP)
+	}
+	e := s.echo
+	e.HideBanner = true
+	e.HidePort = true
+	e.Logger.SetOutput(io.Discard)
+	e.IPExtractor = extract
+	e.HTTPErrorHandler = s.handleError
+	s.middleware()
+	s.registerRoutes()
+	s.routes = make(map[string]bool)
+	for _, r := range e.Routes() {
+		s.routes[r.Path] = true
+	}
+	return s, nil
+}
+
+// Handler returns the http.Handler that serves every route, for the caller
+// to run under its own http.Server.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// basePath returns the path part of the public base URL, without a trailing
+// slash, so that pages work when Herald is mounted below a site's root.
+func basePath(base string) (string, error) {
+	if base == "" {
+		return "", nil
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("web: BaseURL must be an absolute http(s) URL, got %q", base)
+	}
+	return strings.TrimRight(u.Path, "/"), nil
+}
+
+func checkNewsletters(nls []Newsletter) error {
+	seen := make(map[string]bool, len(nls))
+	for i, n := range nls {
+		if n.ID == "" {
+			return fmt.Errorf("web: Newsletters[%d]: id is empty", i)
+		}
+		if seen[n.ID] {
+			return fmt.Errorf("web: Newsletters[%d]: id %q appears twice", i, n.ID)
+		}
+		seen[n.ID] = true
+	}
+	return nil
+}
+
+// ipExtractor returns how the client IP is found: the socket's peer, or,
+// behind trusted proxies, the nearest untrusted address in X-Forwarded-For.
+func ipExtractor(proxies []string) (echo.IPExtractor, error) {
+	if len(proxies) == 0 {
+		return echo.ExtractIPDirect(), nil
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range proxies {
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "/") {
+			ip := net.ParseIP(p)
+			if ip == nil {
+				return nil, fmt.Errorf("web: TrustedProxies: %q is neither a CIDR nor an IP address", p)
+			}
+			if ip.To4() != nil {
+				p += "/32"
+			} else {
+				p += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("web: TrustedProxies: %q is not a CIDR", p)
+		}
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...), nil
+}
+
+// callWake tells the delivery engine there is mail to send.
+func (s *Server) callWake() {
+	if s.wake != nil {
+		s.wake()
+	}
+}
