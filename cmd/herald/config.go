@@ -108,8 +108,9 @@ type LimitsConfig struct {
 
 // DeliveryConfig tunes the outbox engine.
 type DeliveryConfig struct {
-	// Workers is how many messages are rendered and sent at once.
-	Workers int `yaml:"workers" range:"1-1000"`
+	// Workers is how many messages are rendered and sent at once; 0 turns
+	// delivery off on this instance (it still takes signups and queues mail).
+	Workers int `yaml:"workers" range:"0-1000"`
 	// BatchSize is how many messages one claim takes.
 	BatchSize int `yaml:"batch_size" range:"1-100000"`
 	// Lease is how long a claimed message stays with this instance.

@@ -274,7 +274,7 @@ func TestConfigValidation(t *testing.T) {
 		{"smtp username", "smtp:\n  password: x\n", "smtp.username", "required"},
 		{"smtp connections", "smtp:\n  connections: 0\n", "smtp.connections", "must be 1-1000"},
 		{"signup limit", "limits:\n  signup_per_ip: -1\n", "limits.signup_per_ip", "must be 0-"},
-		{"workers", "delivery:\n  workers: 0\n", "delivery.workers", "must be 1-"},
+		{"workers", "delivery:\n  workers: -1\n", "delivery.workers", "must be 0-"},
 		{"batch size", "delivery:\n  batch_size: many\n", "delivery.batch_size", `got "many"`},
 		{"retry max", "delivery:\n  retry_base: 1h\n  retry_max: 1m\n", "delivery.retry_max", "retry_base"},
 		{"site name", "site:\n  name: \"\"\n", "site.name", "required"},

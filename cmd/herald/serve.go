@@ -75,19 +75,26 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	engine := delivery.New(db, newRenderer(cfg, subs, db, composer), transport, delivery.Config{
-		Workers:   cfg.Delivery.Workers,
-		BatchSize: cfg.Delivery.BatchSize,
-		Lease:     cfg.Delivery.Lease,
-		RetryBase: cfg.Delivery.RetryBase,
-		RetryMax:  cfg.Delivery.RetryMax,
-		MaxAge:    cfg.Delivery.MaxAge,
-		Logger:    logger.With("component", "delivery"),
-	})
+	// delivery.workers: 0 makes a web-only instance: it takes signups and
+	// queues their mail, and other instances deliver it.
+	var engine *delivery.Engine
+	var wake func()
+	if cfg.Delivery.Workers > 0 {
+		engine = delivery.New(db, newRenderer(cfg, subs, db, composer), transport, delivery.Config{
+			Workers:   cfg.Delivery.Workers,
+			BatchSize: cfg.Delivery.BatchSize,
+			Lease:     cfg.Delivery.Lease,
+			RetryBase: cfg.Delivery.RetryBase,
+			RetryMax:  cfg.Delivery.RetryMax,
+			MaxAge:    cfg.Delivery.MaxAge,
+			Logger:    logger.With("component", "delivery"),
+		})
+		wake = engine.Wake
+	}
 	site, err := web.New(webConfig(cfg), web.Deps{
 		Subscribers: subs,
 		Logger:      logger.With("component", "web"),
-		Wake:        engine.Wake,
+		Wake:        wake,
 	})
 	if err != nil {
 		return err
@@ -114,7 +121,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
 	engineDone := make(chan error, 1)
-	go func() { engineDone <- engine.Run(engineCtx) }()
+	if engine != nil {
+		go func() { engineDone <- engine.Run(engineCtx) }()
+	} else {
+		logger.Info("delivery is off on this instance (delivery.workers: 0)")
+	}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
@@ -148,6 +159,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 
 	stopEngine()
+	if engine == nil {
+		logger.Info("herald stopped")
+		return failure
+	}
 	if err := <-engineDone; err != nil && failure == nil {
 		failure = fmt.Errorf("delivery engine: %w", err)
 	}
