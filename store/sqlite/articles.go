@@ -46,7 +46,7 @@ func scanArticle(row scanner) (*articles.Article, error) {
 // nil and rolled back otherwise; fn's error is returned as is. fn must not
 // call db's write methods: there is one writer connection, and fn holds it.
 func (db *DB) UpdateArticles(ctx context.Context, fn func(articles.Tx) error) error {
-	return db.write(ctx, func(t *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		return fn(&articleTx{ctx: ctx, tx: t})
 	})
 }

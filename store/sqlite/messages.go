@@ -59,7 +59,7 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 		priority int
 	}
 	var got []claimed
-	err := db.write(ctx, func(t *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		rows, err := t.QueryContext(ctx, claimSQL, owner, now.UnixMilli(), now.Add(lease).UnixMilli(), limit)
 		if err != nil {
 			return err
@@ -162,7 +162,7 @@ func (db *DB) SettleMessages(ctx context.Context, owner string, results []delive
 	if len(results) == 0 {
 		return nil
 	}
-	err := db.write(ctx, func(t *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		stmts := &settleStmts{ctx: ctx, tx: t, byQ: make(map[string]*sql.Stmt, 4)}
 		defer stmts.close()
 		for _, r := range results {

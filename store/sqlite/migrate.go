@@ -114,7 +114,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	for _, m := range ms {
-		err := db.write(ctx, func(tx *sql.Tx) error {
+		err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			// Read inside the IMMEDIATE transaction, so that another
 			// process migrating at the same time cannot apply m twice.
 			done, err := applied(ctx, tx)

@@ -8,6 +8,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -15,6 +16,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -36,7 +39,28 @@ type DB struct {
 	path   string
 	writer *sql.DB // one connection: SQLite has one writer at a time
 	reader *sql.DB // query_only connections for reads
+	ckpt   *sql.DB // one connection for background WAL checkpoints
 	now    func() time.Time
+
+	// Group commit: write transactions are handed to one loop that runs
+	// whatever has queued up meanwhile in a single SQLite transaction.
+	writes    chan *writeReq
+	closing   chan struct{}
+	loopDone  chan struct{}
+	ckptDone  chan struct{}
+	walReset  atomic.Bool // the WAL is long: finish a checkpoint between groups
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// maxGroup bounds how many write transactions share one commit.
+const maxGroup = 64
+
+// writeReq is one write transaction waiting for the write loop.
+type writeReq struct {
+	ctx  context.Context
+	fn   func(context.Context, *sql.Tx) error
+	done chan error
 }
 
 type config struct {
@@ -101,6 +125,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		// Each connection keeps its prepared statements, so the hot
 		// claim and settle statements are compiled once per connection.
 		"_stmt_cache_size": {"64"},
+		// 32 MiB of page cache per connection (SQLite's default is 2 MiB):
+		// index pages of a large list stay in memory between writes.
+		"_cache_size": {"-32768"},
 	}
 	w := url.Values{
 		"_journal_mode": {"WAL"},
@@ -112,10 +139,17 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		w[k], r[k] = v, v
 	}
 
-	writer, err := sql.Open("sqlite3", path+"?"+w.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("open sqlite writer: %w", err)
-	}
+	// The writer never checkpoints: SQLite would otherwise copy the WAL
+	// back into the database inside whichever commit crosses 1,000 pages,
+	// stalling every write queued behind it. A separate connection does it
+	// in the background instead (checkpointLoop).
+	writer := sql.OpenDB(connector{dsn: path + "?" + w.Encode(), driver: &sqlite3.SQLiteDriver{
+		ConnectHook: func(c *sqlite3.SQLiteConn) error {
+			// When the WAL starts over, cut the file back to 64 MiB.
+			_, err := c.Exec(`PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864`, nil)
+			return err
+		},
+	}})
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)
@@ -140,7 +174,76 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		reader.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{path: path, writer: writer, reader: reader, now: cfg.now}, nil
+	ckpt, err := sql.Open("sqlite3", path+"?"+common.Encode())
+	if err != nil {
+		writer.Close()
+		reader.Close()
+		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	db := &DB{
+		path: path, writer: writer, reader: reader, ckpt: ckpt, now: cfg.now,
+		// Unbuffered: a send succeeds only when the loop takes the request,
+		// so a request is never stranded in a buffer after Close.
+		writes:   make(chan *writeReq),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		ckptDone: make(chan struct{}),
+	}
+	go db.writeLoop()
+	go db.checkpointLoop()
+	return db, nil
+}
+
+// connector opens connections of one DSN through a configured driver, so
+// the writer gets its connect hook without registering a global driver.
+type connector struct {
+	dsn    string
+	driver *sqlite3.SQLiteDriver
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.driver.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.driver }
+
+// checkpointInterval is how often the background checkpoint runs.
+const checkpointInterval = 250 * time.Millisecond
+
+// walResetFrames is the WAL length (in pages) past which the write loop
+// finishes a checkpoint itself, so that the WAL starts over instead of
+// growing while writes never pause.
+const walResetFrames = 4096
+
+// checkpointLoop copies committed WAL pages back into the database file in
+// the background until Close. PASSIVE checkpoints never wait for readers or
+// the writer; whatever they cannot copy now, the next one does. Under a
+// steady stream of writes they never catch up completely, so past
+// walResetFrames the write loop is asked to finish the job between two
+// groups (see writeLoop), when the remainder is small.
+func (db *DB) checkpointLoop() {
+	defer close(db.ckptDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.closing:
+			return
+		case <-t.C:
+			var busy, frames, copied int
+			// An error here (a busy lock) only delays the copy.
+			if err := db.ckpt.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err == nil && frames > walResetFrames {
+				db.walReset.Store(true)
+			}
+		}
+	}
+}
+
+// finishCheckpoint runs on the write loop between groups: with no write in
+// flight a PASSIVE checkpoint completes (unless a reader still holds an old
+// snapshot), and the next write transaction starts the WAL over.
+func (db *DB) finishCheckpoint() {
+	if db.walReset.CompareAndSwap(true, false) {
+		_, _ = db.writer.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+	}
 }
 
 // Path returns the file the database was opened from.
@@ -149,9 +252,17 @@ func (db *DB) Path() string { return db.path }
 // Close closes both connection pools, after letting SQLite refresh the
 // statistics its query planner uses (PRAGMA optimize). The WAL is
 // checkpointed when the last connection closes.
+// Writes queued before Close still run; later ones fail with EUNAVAILABLE.
+// Closing twice returns the first Close's result.
 func (db *DB) Close() error {
-	_, err := db.writer.Exec(`PRAGMA optimize`)
-	return errors.Join(err, db.reader.Close(), db.writer.Close())
+	db.closeOnce.Do(func() {
+		close(db.closing)
+		<-db.loopDone
+		<-db.ckptDone
+		_, err := db.writer.Exec(`PRAGMA optimize`)
+		db.closeErr = errors.Join(err, db.ckpt.Close(), db.reader.Close(), db.writer.Close())
+	})
+	return db.closeErr
 }
 
 // Ping checks that the database answers to both the writer and the readers.
@@ -166,19 +277,150 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// write runs fn in one IMMEDIATE transaction on the writer connection and
-// commits it when fn returns nil.
-func (db *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
-	t, err := db.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return translate(err, "begin", "")
+// errClosed answers writes that arrive after Close.
+var errClosed = herald.Errorf(herald.EUNAVAILABLE, "The database is closed.")
+
+// write runs fn as one write transaction: fn's changes are committed when it
+// returns nil and discarded when it returns an error, which write returns as
+// is.
+//
+// SQLite commits one transaction at a time, and a commit costs far more than
+// the few statements of a signup, so write transactions queue for a single
+// loop that runs everything waiting (up to maxGroup) inside one IMMEDIATE
+// transaction, each in its own SAVEPOINT so that one failing rolls back only
+// its own changes, then commits once. Every caller returns only after the
+// commit that holds its changes, so durability is as if each had committed
+// alone. fn must not call db's write methods (it would wait for itself).
+//
+// fn receives ctx without its cancellation: once a write has started inside
+// a group it runs to its end (the driver would otherwise start a goroutine
+// per statement to watch for cancellation).
+func (db *DB) write(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case db.writes <- req:
+	case <-db.closing:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	defer t.Rollback()
-	if err := fn(t); err != nil {
+	// Once queued, the loop always answers: it skips a request whose context
+	// has ended, and otherwise runs it, so its outcome is never unknown.
+	return <-req.done
+}
+
+// writeLoop runs queued write transactions in groups until Close.
+func (db *DB) writeLoop() {
+	defer close(db.loopDone)
+	group := make([]*writeReq, 0, maxGroup)
+	for {
+		select {
+		case req := <-db.writes:
+			group = append(group[:0], req)
+		case <-db.closing:
+			for { // answer whatever was queued before Close
+				select {
+				case req := <-db.writes:
+					db.runGroup([]*writeReq{req})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(group) < maxGroup {
+			select {
+			case req := <-db.writes:
+				group = append(group, req)
+			default:
+				break fill
+			}
+		}
+		db.runGroup(group)
+		db.finishCheckpoint()
+	}
+}
+
+// runGroup runs a group of write transactions in one SQLite transaction and
+// answers each request.
+func (db *DB) runGroup(group []*writeReq) {
+	errs := make([]error, len(group))
+	answer := func() {
+		for i, req := range group {
+			req.done <- errs[i]
+		}
+	}
+	t, err := db.writer.BeginTx(context.Background(), nil)
+	if err != nil {
+		err = translate(err, "begin", "")
+		for i := range errs {
+			errs[i] = err
+		}
+		answer()
+		return
+	}
+	ok := 0
+	for i, req := range group {
+		if err := req.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		ctx := context.WithoutCancel(req.ctx)
+		if len(group) == 1 {
+			errs[i] = req.fn(ctx, t)
+		} else {
+			errs[i] = db.inSavepoint(ctx, t, req.fn)
+		}
+		if errs[i] == nil {
+			ok++
+		} else if errors.Is(errs[i], errTxBroken) {
+			t.Rollback()
+			for j := range errs {
+				errs[j] = errs[i]
+			}
+			answer()
+			return
+		}
+	}
+	switch {
+	case ok == 0:
+		t.Rollback()
+	case len(group) == 1 && errs[0] != nil:
+		t.Rollback()
+	default:
+		if err := t.Commit(); err != nil {
+			err = translate(err, "commit", "")
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		}
+	}
+	answer()
+}
+
+// errTxBroken means a savepoint could not be rolled back, so the whole group
+// transaction is abandoned.
+var errTxBroken = herald.Errorf(herald.EUNAVAILABLE, "The database could not complete the write. Please try again.")
+
+// inSavepoint runs fn inside a savepoint of t, undoing its changes if it
+// fails.
+func (db *DB) inSavepoint(ctx context.Context, t *sql.Tx, fn func(context.Context, *sql.Tx) error) error {
+	if _, err := t.Exec(`SAVEPOINT w`); err != nil {
+		return fmt.Errorf("savepoint: %w: %w", errTxBroken, err)
+	}
+	if err := fn(ctx, t); err != nil {
+		if _, rerr := t.Exec(`ROLLBACK TO w`); rerr != nil {
+			return fmt.Errorf("rollback to savepoint: %w: %w", errTxBroken, rerr)
+		}
+		if _, rerr := t.Exec(`RELEASE w`); rerr != nil {
+			return fmt.Errorf("release savepoint: %w: %w", errTxBroken, rerr)
+		}
 		return err
 	}
-	if err := t.Commit(); err != nil {
-		return translate(err, "commit", "")
+	if _, err := t.Exec(`RELEASE w`); err != nil {
+		return fmt.Errorf("release savepoint: %w: %w", errTxBroken, err)
 	}
 	return nil
 }

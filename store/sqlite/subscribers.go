@@ -64,7 +64,7 @@ func splitList(s string) []string {
 // db but must not call db's write methods: there is one writer connection,
 // and fn holds it.
 func (db *DB) Update(ctx context.Context, fn func(subscribers.Tx) error) error {
-	return db.write(ctx, func(t *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		return fn(&tx{ctx: ctx, tx: t})
 	})
 }
@@ -200,7 +200,7 @@ func (db *DB) Secret(ctx context.Context, name string, gen func() ([]byte, error
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return nil, translate(err, "read secret", "secret")
 	}
-	err = db.write(ctx, func(t *sql.Tx) error {
+	err = db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		err := t.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
 		if err == nil || !errors.Is(err, sql.ErrNoRows) {
 			return err
