@@ -225,6 +225,8 @@ func (s *Service) importBatch(ctx context.Context, batch []importRow, opts Impor
 				sub = &Subscriber{Email: row.email, Name: row.name, Status: opts.Status, Newsletters: row.newsletters, CreatedAt: now, UpdatedAt: now}
 				if opts.Status == StatusActive {
 					sub.ConfirmedAt = now
+				} else {
+					sub.ConfirmSentAt = now
 				}
 				if err := tx.CreateSubscriber(sub); err != nil {
 					return err
@@ -242,10 +244,6 @@ func (s *Service) importBatch(ctx context.Context, batch []importRow, opts Impor
 				}
 				if opts.Status == StatusPending {
 					if err := s.queue(tx, sub, KindConfirmation, now); err != nil {
-						return err
-					}
-					sub.ConfirmSentAt = now
-					if err := tx.UpdateSubscriber(sub); err != nil {
 						return err
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -122,9 +123,10 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 	err = s.store.Update(ctx, func(tx Tx) error {
 		queued = false
 		sub, err := tx.SubscriberByEmail(email)
+		isNew := herald.IsCode(err, herald.ENOTFOUND)
 		switch {
-		case herald.IsCode(err, herald.ENOTFOUND):
-			sub = &Subscriber{Email: email, Name: name, Status: StatusPending, Newsletters: lists, CreatedAt: now, UpdatedAt: now}
+		case isNew:
+			sub = &Subscriber{Email: email, Name: name, Status: StatusPending, Newsletters: lists, CreatedAt: now, UpdatedAt: now, ConfirmSentAt: now}
 			if err := tx.CreateSubscriber(sub); err != nil {
 				return err
 			}
@@ -150,6 +152,11 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 				if name != "" {
 					sub.Name = name
 				}
+				sub.ConfirmSentAt = now
+				sub.UpdatedAt = now
+				if err := tx.UpdateSubscriber(sub); err != nil {
+					return err
+				}
 			}
 		}
 		subscriberID = sub.ID
@@ -162,10 +169,8 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 		if err := s.queue(tx, sub, KindConfirmation, now); err != nil {
 			return err
 		}
-		sub.ConfirmSentAt = now
-		sub.UpdatedAt = now
 		queued = true
-		return tx.UpdateSubscriber(sub)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("signup: %w", err)
@@ -185,19 +190,19 @@ func (s *Service) queue(tx Tx, sub *Subscriber, kind string, now time.Time) erro
 	if err := tx.Enqueue(OutboxMessage{Kind: kind, SubscriberID: sub.ID, MessageID: mid, CreatedAt: now}); err != nil {
 		return fmt.Errorf("queue %s: %w", kind, err)
 	}
-	if kind == KindConfirmation {
-		return tx.AddEvent(Event{SubscriberID: sub.ID, At: now, Kind: EventConfirmSent})
-	}
 	return nil
 }
 
 // newMessageID returns a globally unique msg-id for a transactional email.
+// It starts with the time in milliseconds, so that consecutive ids sort
+// together: the outbox's unique index then grows at its edge instead of
+// touching a random page per insert.
 func (s *Service) newMessageID(kind string) (string, error) {
-	b := make([]byte, 12)
+	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return "herald." + kind + "." + hex.EncodeToString(b) + "@" + s.opts.MessageIDDomain, nil
+	return "herald." + kind + "." + strconv.FormatInt(s.now().UnixMilli(), 36) + "." + hex.EncodeToString(b) + "@" + s.opts.MessageIDDomain, nil
 }
 
 // checkNewsletters validates chosen newsletter ids, returning them sorted and

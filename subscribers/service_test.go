@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"strings"
 	"testing"
 	"time"
@@ -396,4 +398,34 @@ func TestExport(t *testing.T) {
 	if buf.String() != want {
 		t.Errorf("export =\n%s\nwant\n%s", buf.String(), want)
 	}
+}
+
+// BenchmarkSignup measures the whole signup transaction on a real SQLite
+// file from many goroutines, as the web server drives it.
+func BenchmarkSignup(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "herald.db")
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	svc, err := subscribers.NewService(ctx, db, subscribers.Options{Newsletters: []string{"daily", "weekly"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n atomic.Int64
+	b.SetParallelism(25)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if err := svc.Signup(ctx, subscribers.SignupRequest{Email: "reader" + strconv.FormatInt(i, 10) + "@bench.example", Name: "Bench", Newsletters: []string{"daily"}, IP: "192.0.2.1", UserAgent: "bench"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -72,7 +72,6 @@ type Event struct {
 // Activity log event kinds.
 const (
 	EventSignup       = "signup"
-	EventConfirmSent  = "confirmation_queued"
 	EventConfirm      = "confirm"
 	EventUnsubscribe  = "unsubscribe"
 	EventImport       = "import"

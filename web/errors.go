@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"mime"
@@ -22,6 +23,9 @@ type apiErrorBody struct {
 	Message string `json:"message"`
 }
 
+// statusClientClosed is logged for requests whose client disconnected.
+const statusClientClosed = 499
+
 // internalMessage is what a visitor reads when the fault is ours.
 const internalMessage = "Something went wrong on our side. Please try again in a moment."
 
@@ -30,6 +34,15 @@ const internalMessage = "Something went wrong on our side. Please try again in a
 // request id, and answers JSON under /api/ (and to JSON requests), an HTML
 // page elsewhere.
 func (s *Server) handleError(err error, c echo.Context) {
+	// A visitor who hung up before the answer is not a server fault: note
+	// it quietly and answer nothing (nobody is there to read it). The status
+	// is nginx's 499 so the request log tells it from a 500.
+	if c.Request().Context().Err() != nil && errors.Is(err, context.Canceled) {
+		s.log.LogAttrs(c.Request().Context(), slog.LevelDebug, "client went away",
+			slog.String("route", s.routeName(c)), slog.String("request_id", requestID(c)))
+		c.Response().Status = statusClientClosed
+		return
+	}
 	status, code, message := classify(err)
 	if status >= 500 {
 		attrs := []slog.Attr{

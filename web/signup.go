@@ -95,7 +95,7 @@ func (s *Server) signupAccepted(c echo.Context, in signupInput) error {
 			Status string `json:"status"`
 		}{"pending"})
 	}
-	return s.render(c, http.StatusOK, pageCheckInbox, checkInboxPage{basePage: s.base("Check your inbox")})
+	return c.HTMLBlob(http.StatusOK, s.checkInbox)
 }
 
 // signupRejected answers 422: the form again with the reader's input and the

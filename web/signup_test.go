@@ -2,7 +2,9 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -259,6 +261,24 @@ func TestSubscribeServiceFails(t *testing.T) {
 	wantNoBody(t, rec, "database is locked")
 	if !strings.Contains(h.log.String(), "database is locked") {
 		t.Error("the cause is not in the log")
+	}
+}
+
+// A reader who hangs up mid-signup is no server fault: no 500, no error log.
+func TestSubscribeClientGone(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.subs.signupErr = fmt.Errorf("signup: begin: %w", context.Canceled)
+	req := httptest.NewRequest(http.MethodPost, "/subscribe", strings.NewReader(form("email", "jane@example.org"))).WithContext(ctx)
+	req.Header.Set("Content-Type", formType)
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code == http.StatusInternalServerError {
+		t.Errorf("a vanished client got a 500")
+	}
+	if log := h.log.String(); strings.Contains(log, "request failed") || !strings.Contains(log, `"status":499`) {
+		t.Errorf("log should note a 499 and no failure:\n%s", log)
 	}
 }
 

@@ -6,6 +6,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,8 +118,11 @@ type Server struct {
 	css     []byte
 	cssURL  string
 	limiter *ipLimiter // nil when SignupPerIP is 0
-	routes  map[string]bool
-	echo    *echo.Echo
+	// checkInbox is the answer to every accepted form signup, rendered
+	// once: it must be the same bytes for every address anyway.
+	checkInbox []byte
+	routes     map[string]bool
+	echo       *echo.Echo
 }
 
 // New checks cfg, parses every page template and builds the route table. A
@@ -178,6 +182,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.SignupPerIP > 0 {
 		s.limiter = newIPLimiter(cfg.SignupPerIP)
 	}
+	var buf bytes.Buffer
+	if err := p.sets[pageCheckInbox].ExecuteTemplate(&buf, "layout", checkInboxPage{basePage: s.base("Check your inbox")}); err != nil {
+		return nil, fmt.Errorf("web: render %s: %w", pageCheckInbox, err)
+	}
+	s.checkInbox = buf.Bytes()
 	e := s.echo
 	e.HideBanner = true
 	e.HidePort = true
