@@ -540,7 +540,7 @@ func testEvents(t *testing.T, s Store) {
 		newSubscriber("e2@example.org", subscribers.StatusPending))
 	want := []subscribers.Event{
 		{SubscriberID: subs[0].ID, At: base(), Kind: subscribers.EventSignup, Detail: "web"},
-		{SubscriberID: subs[0].ID, At: at(time.Second), Kind: subscribers.EventConfirmSent},
+		{SubscriberID: subs[0].ID, At: at(time.Second), Kind: subscribers.EventImport},
 		{SubscriberID: subs[0].ID, At: at(time.Hour), Kind: subscribers.EventConfirm, Detail: "ip 192.0.2.1"},
 	}
 	update(t, s, func(tx subscribers.Tx) error {
