@@ -17,6 +17,7 @@ type Job struct {
 	Kind             string // e.g. "confirmation", "welcome", "digest"
 	SubscriberID     int64
 	IssueID          int64 // 0 when the message belongs to no digest issue
+	EditionID        int64 // the issue's article set this reader gets; 0 with no issue
 	MessageID        string
 	Attempts         int // attempts so far, including this one
 	CreatedAt        time.Time
