@@ -13,11 +13,16 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"herald/articles"
+	"herald/digest"
 )
 
 // Config is Herald's whole configuration. It is filled in three layers:
@@ -34,6 +39,8 @@ type Config struct {
 	Admin       AdminConfig        `yaml:"admin"`
 	Limits      LimitsConfig       `yaml:"limits"`
 	Delivery    DeliveryConfig     `yaml:"delivery"`
+	Articles    ArticlesConfig     `yaml:"articles"`
+	Digest      DigestConfig       `yaml:"digest"`
 	Site        SiteConfig         `yaml:"site"`
 	Log         LogConfig          `yaml:"log"`
 	Newsletters []NewsletterConfig `yaml:"newsletters"`
@@ -78,6 +85,9 @@ type MailConfig struct {
 	ReplyTo string `yaml:"reply_to"`
 	// PostalAddress is printed in every footer (CAN-SPAM).
 	PostalAddress string `yaml:"postal_address"`
+	// TemplatesDir, if set, is a directory of email templates that replace
+	// the built-in ones of the same name (e.g. digest.html.tmpl).
+	TemplatesDir string `yaml:"templates_dir"`
 }
 
 // SMTPConfig is the relay used when mail.transport is "smtp".
@@ -122,6 +132,26 @@ type DeliveryConfig struct {
 	MaxAge time.Duration `yaml:"max_age"`
 }
 
+// ArticlesConfig tunes how articles come in from feeds.
+type ArticlesConfig struct {
+	// PollInterval is how often `herald serve` polls every feed.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// FetchTimeout bounds one feed fetch, body included.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// MaxFeedBytes is the largest feed body accepted, in bytes.
+	MaxFeedBytes int `yaml:"max_feed_bytes" range:"1024-1073741824"`
+}
+
+// DigestConfig tunes how digest issues are built.
+type DigestConfig struct {
+	// CheckInterval is how often the scheduler looks for a newsletter
+	// whose schedule slot has come.
+	CheckInterval time.Duration `yaml:"check_interval"`
+	// BatchSize is how many readers are enqueued per transaction when an
+	// issue is built.
+	BatchSize int `yaml:"batch_size" range:"1-100000"`
+}
+
 // SiteConfig describes the publication the newsletters belong to.
 type SiteConfig struct {
 	Name       string `yaml:"name"`
@@ -154,12 +184,30 @@ type NewsletterConfig struct {
 	Timezone string `yaml:"timezone"`
 	// MaxArticles caps the articles in one issue.
 	MaxArticles int `yaml:"max_articles" range:"1-1000"`
+	// Tags: articles carrying any of them go into the newsletter, beside
+	// those of the feeds that list it.
+	Tags []string `yaml:"tags"`
+	// NewReaderArticles is how many of the latest articles a reader who
+	// never received an issue gets; at most MaxArticles.
+	NewReaderArticles int `yaml:"new_reader_articles" range:"1-1000"`
+	// Lookback bounds how old an article may be to go into an issue.
+	Lookback time.Duration `yaml:"lookback"`
 }
+
+// Newsletter defaults, applied to each list element before the file's
+// values.
+const (
+	defaultMaxArticles       = 10
+	defaultNewReaderArticles = 3
+	defaultLookback          = 30 * 24 * time.Hour
+)
 
 // setDefaults fills a list element before the file's values are applied.
 func (n *NewsletterConfig) setDefaults() {
 	n.Timezone = "UTC"
-	n.MaxArticles = 10
+	n.MaxArticles = defaultMaxArticles
+	n.NewReaderArticles = defaultNewReaderArticles
+	n.Lookback = defaultLookback
 }
 
 // FeedConfig is one RSS/Atom feed polled for articles.
@@ -199,6 +247,15 @@ func defaultConfig() Config {
 			RetryMax:  time.Hour,
 			MaxAge:    72 * time.Hour,
 		},
+		Articles: ArticlesConfig{
+			PollInterval: articles.DefaultPollInterval,
+			FetchTimeout: articles.DefaultFetchTimeout,
+			MaxFeedBytes: articles.DefaultMaxFeedBytes,
+		},
+		Digest: DigestConfig{
+			CheckInterval: 30 * time.Second,
+			BatchSize:     2000,
+		},
 		Site: SiteConfig{
 			Name:           "Herald",
 			ConsentVersion: "1",
@@ -224,6 +281,53 @@ func (c *Config) NewsletterIDs() []string {
 		ids[i] = n.ID
 	}
 	return ids
+}
+
+// DigestNewsletters returns the newsletters as the digest service takes
+// them: schedules parsed, tags normalised, and Feeds holding the URL of every
+// feeds[] entry that lists the newsletter. It fails only for a configuration
+// that did not validate.
+func (c *Config) DigestNewsletters() ([]digest.Newsletter, error) {
+	out := make([]digest.Newsletter, len(c.Newsletters))
+	for i, n := range c.Newsletters {
+		sched, err := digest.ParseSchedule(n.Schedule, n.Timezone)
+		if err != nil {
+			return nil, fmt.Errorf("newsletters[%d].schedule: %w", i, err)
+		}
+		var feeds []string
+		for _, f := range c.Feeds {
+			if slices.Contains(f.Newsletters, n.ID) {
+				feeds = append(feeds, f.URL)
+			}
+		}
+		var tags []string
+		for _, t := range n.Tags {
+			if t = normalizeTag(t); t != "" && !slices.Contains(tags, t) {
+				tags = append(tags, t)
+			}
+		}
+		out[i] = digest.Newsletter{
+			ID:                n.ID,
+			Name:              n.Name,
+			Description:       n.Description,
+			Schedule:          sched,
+			Feeds:             feeds,
+			Tags:              tags,
+			MaxArticles:       n.MaxArticles,
+			NewReaderArticles: n.NewReaderArticles,
+			Lookback:          n.Lookback,
+		}
+	}
+	return out, nil
+}
+
+// FeedConfigs returns feeds[] as the articles poller takes them.
+func (c *Config) FeedConfigs() []articles.FeedConfig {
+	out := make([]articles.FeedConfig, len(c.Feeds))
+	for i, f := range c.Feeds {
+		out[i] = articles.FeedConfig{URL: f.URL, Newsletters: slices.Clone(f.Newsletters)}
+	}
+	return out
 }
 
 // Problem is one thing wrong with a configuration.
@@ -690,6 +794,13 @@ func (l *loader) validate(c *Config) {
 	if strings.TrimSpace(c.Mail.PostalAddress) == "" {
 		bad("mail.postal_address", "is required: the physical address printed in every email footer (CAN-SPAM)")
 	}
+	if c.Mail.TemplatesDir != "" {
+		if fi, err := os.Stat(c.Mail.TemplatesDir); err != nil {
+			bad("mail.templates_dir", "must be a readable directory: %v, got %q", unwrapPathError(err), c.Mail.TemplatesDir)
+		} else if !fi.IsDir() {
+			bad("mail.templates_dir", "must be a directory, got the file %q", c.Mail.TemplatesDir)
+		}
+	}
 
 	// smtp
 	if c.Mail.Transport == "smtp" && strings.TrimSpace(c.SMTP.Host) == "" {
@@ -709,6 +820,13 @@ func (l *loader) validate(c *Config) {
 	if c.Delivery.RetryBase > 0 && c.Delivery.RetryMax < c.Delivery.RetryBase {
 		bad("delivery.retry_max", "must be at least delivery.retry_base (%s), got %q", c.Delivery.RetryBase, c.Delivery.RetryMax.String())
 	}
+
+	// articles
+	positive("articles.poll_interval", c.Articles.PollInterval)
+	positive("articles.fetch_timeout", c.Articles.FetchTimeout)
+
+	// digest
+	positive("digest.check_interval", c.Digest.CheckInterval)
 
 	// site
 	if strings.TrimSpace(c.Site.Name) == "" {
@@ -757,13 +875,36 @@ func (l *loader) validate(c *Config) {
 		if strings.TrimSpace(n.Name) == "" {
 			bad(k+".name", "is required")
 		}
+		cronOK := false
 		if err := checkCron(n.Schedule); err != nil {
 			bad(k+".schedule", "%v", err)
+		} else {
+			cronOK = true
 		}
 		if n.Timezone == "" {
 			bad(k+".timezone", "is required: an IANA zone such as America/New_York or UTC")
 		} else if _, err := time.LoadLocation(n.Timezone); err != nil {
 			bad(k+".timezone", "must be an IANA zone such as America/New_York or UTC, got %q", n.Timezone)
+		} else if _, err := digest.ParseSchedule(n.Schedule, n.Timezone); err != nil && cronOK {
+			bad(k+".schedule", "%v", err)
+		}
+		if n.NewReaderArticles > n.MaxArticles && n.MaxArticles > 0 {
+			bad(k+".new_reader_articles", "must be at most max_articles (%d), got %q", n.MaxArticles, strconv.Itoa(n.NewReaderArticles))
+		}
+		positive(k+".lookback", n.Lookback)
+		tags := map[string]bool{}
+		for j, tag := range n.Tags {
+			tk := fmt.Sprintf("%s.tags[%d]", k, j)
+			norm := normalizeTag(tag)
+			switch {
+			case norm == "":
+				bad(tk, "must not be empty")
+			case utf8.RuneCountInString(norm) > articles.MaxTagLen:
+				bad(tk, "must be at most %d characters, got %q", articles.MaxTagLen, tag)
+			case tags[norm]:
+				bad(tk, "%q is listed twice", tag)
+			}
+			tags[norm] = true
 		}
 	}
 
@@ -788,6 +929,9 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 }
+
+// normalizeTag is a tag as articles store it: trimmed and lower case.
+func normalizeTag(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 // checkRanges enforces the range:"lo-hi" tags on integer keys.
 func (l *loader) checkRanges(v reflect.Value, prefix string) {

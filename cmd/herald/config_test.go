@@ -95,6 +95,14 @@ func TestConfigDefaults(t *testing.T) {
 		{"log.format", cfg.Log.Format, "text"},
 		{"newsletters[0].timezone", cfg.Newsletters[0].Timezone, "UTC"},
 		{"newsletters[0].max_articles", cfg.Newsletters[0].MaxArticles, 10},
+		{"newsletters[0].new_reader_articles", cfg.Newsletters[0].NewReaderArticles, 3},
+		{"newsletters[0].lookback", cfg.Newsletters[0].Lookback, 720 * time.Hour},
+		{"mail.templates_dir", cfg.Mail.TemplatesDir, ""},
+		{"articles.poll_interval", cfg.Articles.PollInterval, 15 * time.Minute},
+		{"articles.fetch_timeout", cfg.Articles.FetchTimeout, 20 * time.Second},
+		{"articles.max_feed_bytes", cfg.Articles.MaxFeedBytes, 10 << 20},
+		{"digest.check_interval", cfg.Digest.CheckInterval, 30 * time.Second},
+		{"digest.batch_size", cfg.Digest.BatchSize, 2000},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
@@ -292,6 +300,19 @@ func TestConfigValidation(t *testing.T) {
 		{"max articles", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    max_articles: 0\n", "newsletters[1].max_articles", "must be 1-"},
 		{"feed url", "feeds:\n  - url: feed.xml\n    newsletters: [daily]\n", "feeds[0].url", "absolute"},
 		{"feed newsletter", "feeds:\n  - url: https://x.example/feed\n    newsletters: [daily, nope]\n", "feeds[0].newsletters[1]", `"nope"`},
+		{"new reader articles range", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    new_reader_articles: 0\n", "newsletters[1].new_reader_articles", "must be 1-"},
+		{"new reader articles cap", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    max_articles: 2\n    new_reader_articles: 3\n", "newsletters[1].new_reader_articles", "at most max_articles (2)"},
+		{"lookback", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    lookback: forever\n", "newsletters[1].lookback", "duration"},
+		{"lookback zero", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    lookback: 0s\n", "newsletters[1].lookback", "positive"},
+		{"tags not a list", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    tags: un\n", "newsletters[1].tags", "list"},
+		{"tag empty", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    tags: [un, \" \"]\n", "newsletters[1].tags[1]", "empty"},
+		{"tag twice", "  - id: other\n    name: x\n    schedule: \"0 7 * * *\"\n    tags: [UN, un]\n", "newsletters[1].tags[1]", "twice"},
+		{"templates dir missing", minimalMail + "  templates_dir: /nonexistent/herald-templates\n", "mail.templates_dir", "directory"},
+		{"poll interval", "articles:\n  poll_interval: 0s\n", "articles.poll_interval", "positive"},
+		{"fetch timeout", "articles:\n  fetch_timeout: later\n", "articles.fetch_timeout", "duration"},
+		{"max feed bytes", "articles:\n  max_feed_bytes: 10\n", "articles.max_feed_bytes", "must be 1024-"},
+		{"check interval", "digest:\n  check_interval: -1s\n", "digest.check_interval", "positive"},
+		{"digest batch size", "digest:\n  batch_size: 0\n", "digest.batch_size", "must be 1-100000"},
 		{"feed no newsletters", "feeds:\n  - url: https://x.example/feed\n", "feeds[0].newsletters", "at least one"},
 		{"not a mapping", "smtp: 25\n", "smtp", "mapping"},
 		{"not a list", "http:\n  trusted_proxies: 10.0.0.0/8\n", "http.trusted_proxies", "list"},
@@ -317,6 +338,79 @@ func TestConfigValidation(t *testing.T) {
 			}
 			t.Errorf("problems = %q, want one starting %q containing %q", got, tt.key+": ", tt.msg)
 		})
+	}
+}
+
+func TestConfigNewKeysFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	cfg := mustLoad(t, minimalYAML, envOf(map[string]string{
+		"HERALD_ARTICLES_POLL_INTERVAL":  "5m",
+		"HERALD_ARTICLES_FETCH_TIMEOUT":  "3s",
+		"HERALD_ARTICLES_MAX_FEED_BYTES": "2048",
+		"HERALD_DIGEST_CHECK_INTERVAL":   "1s",
+		"HERALD_DIGEST_BATCH_SIZE":       "50",
+		"HERALD_MAIL_TEMPLATES_DIR":      dir,
+	}))
+	if cfg.Articles.PollInterval != 5*time.Minute || cfg.Articles.FetchTimeout != 3*time.Second || cfg.Articles.MaxFeedBytes != 2048 {
+		t.Errorf("articles = %+v", cfg.Articles)
+	}
+	if cfg.Digest.CheckInterval != time.Second || cfg.Digest.BatchSize != 50 {
+		t.Errorf("digest = %+v", cfg.Digest)
+	}
+	if cfg.Mail.TemplatesDir != dir {
+		t.Errorf("mail.templates_dir = %q, want %q", cfg.Mail.TemplatesDir, dir)
+	}
+}
+
+func TestConfigDigestNewsletters(t *testing.T) {
+	cfg := mustLoad(t, minimalYAML+`    timezone: America/New_York
+    max_articles: 8
+    tags: [" UN ", Climate]
+    new_reader_articles: 2
+    lookback: 48h
+  - id: weekly
+    name: The Week
+    schedule: "0 9 * * 6"
+feeds:
+  - url: https://a.example/feed
+    newsletters: [daily, weekly]
+  - url: https://b.example/feed
+    newsletters: [weekly]
+`, noEnv)
+	nls, err := cfg.DigestNewsletters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nls) != 2 {
+		t.Fatalf("got %d newsletters, want 2", len(nls))
+	}
+	d, w := nls[0], nls[1]
+	if d.ID != "daily" || d.Name != "The Daily Brief" || d.MaxArticles != 8 || d.NewReaderArticles != 2 || d.Lookback != 48*time.Hour {
+		t.Errorf("daily = %+v", d)
+	}
+	if want := []string{"un", "climate"}; !slices.Equal(d.Tags, want) {
+		t.Errorf("daily tags = %q, want %q", d.Tags, want)
+	}
+	if want := []string{"https://a.example/feed"}; !slices.Equal(d.Feeds, want) {
+		t.Errorf("daily feeds = %q, want %q", d.Feeds, want)
+	}
+	if want := []string{"https://a.example/feed", "https://b.example/feed"}; !slices.Equal(w.Feeds, want) {
+		t.Errorf("weekly feeds = %q, want %q", w.Feeds, want)
+	}
+	if w.MaxArticles != 10 || w.NewReaderArticles != 3 || w.Lookback != 720*time.Hour || len(w.Tags) != 0 {
+		t.Errorf("weekly defaults = %+v", w)
+	}
+	// 07:00 on a weekday in New York, whatever the UTC offset that day.
+	from := time.Date(2025, 3, 7, 12, 0, 0, 0, time.UTC) // a Friday, 07:00 EST
+	if got, want := d.Schedule.Next(from), time.Date(2025, 3, 10, 7, 0, 0, 0, d.Schedule.Location()); !got.Equal(want) {
+		t.Errorf("daily next after %v = %v, want %v (EDT)", from, got, want)
+	}
+	if got := w.Schedule.Location(); got != time.UTC {
+		t.Errorf("weekly location = %v, want UTC", got)
+	}
+	fcs := cfg.FeedConfigs()
+	if len(fcs) != 2 || fcs[1].URL != "https://b.example/feed" || !slices.Equal(fcs[0].Newsletters, []string{"daily", "weekly"}) {
+		t.Errorf("FeedConfigs() = %+v", fcs)
 	}
 }
 
