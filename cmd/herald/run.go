@@ -48,6 +48,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the web server, scheduler and delivery workers", (*app).serve},
 		{"migrate", "apply pending database migrations and exit", (*app).migrate},
+		{"articles import", "import articles from Markdown, HTML and feed files, folders or URLs", (*app).articlesImport},
+		{"feeds poll", "poll every configured feed once and report its health", (*app).feedsPoll},
 		{"subscribers import", "import subscribers from a CSV file", (*app).subscribersImport},
 		{"subscribers export", "export every subscriber as CSV", (*app).subscribersExport},
 		{"version", "print the version, commit and Go version", (*app).version},

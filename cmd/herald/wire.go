@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"herald"
+	"herald/articles"
 	"herald/delivery"
 	"herald/mailer"
 	"herald/store/sqlite"
@@ -23,6 +24,7 @@ import (
 type database interface {
 	subscribers.Store
 	delivery.Store
+	articles.Store
 	// Migrate applies the migrations the database lacks.
 	Migrate(ctx context.Context) error
 	// MigrationsPending counts the migrations the database lacks.
