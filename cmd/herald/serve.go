@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"herald/delivery"
+	"herald/digest"
 	"herald/mailer"
 	"herald/subscribers"
 	"herald/templates"
@@ -22,7 +23,8 @@ func serveUsage() usage {
 		description: `Runs Herald: applies pending database migrations, then serves the signup,
 confirmation, unsubscribe and preference pages and the admin API on
 http.addr, and delivers the outbox (confirmations, welcomes, digests) through
-mail.transport. It runs until SIGINT or SIGTERM, then finishes in-flight
+mail.transport. It polls the feeds under feeds every articles.poll_interval.
+It runs until SIGINT or SIGTERM, then stops polling, finishes in-flight
 requests (up to http.shutdown_timeout) and settles the messages it claimed.`,
 		example: `  herald serve
   HERALD_HTTP_ADDR=0.0.0.0:8080 herald serve --config /etc/herald/config.yaml`,
@@ -45,16 +47,28 @@ func (a *app) serve(ctx context.Context, args []string) int {
 	}
 	logger := newLogger(cfg.Log, a.stderr)
 	if err := serve(ctx, cfg, logger); err != nil {
+		var te *templatesError
+		if errors.As(err, &te) {
+			fmt.Fprintf(a.stderr, "%s: %v\n", fs.Name(), err)
+			return exitUsage
+		}
 		return a.fail(fs, err)
 	}
 	return exitOK
 }
 
+// background is a loop serve runs beside the HTTP server, such as the feed
+// poller: run returns when its context ends.
+type background struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
 // serve wires Herald together and runs it until ctx is done or a part fails.
-// Shutdown goes outside in: the HTTP server stops taking requests and
-// finishes the ones under way, then the delivery engine stops claiming,
-// finishes its sends and settles what it claimed, then the transport and
-// the database close.
+// Shutdown goes outside in: the background loops (feed poller, scheduler)
+// stop and the HTTP server stops taking requests and finishes the ones under
+// way, then the delivery engine stops claiming, finishes its sends and
+// settles what it claimed, then the transport and the database close.
 func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	db, err := openMigrated(ctx, cfg, logger)
 	if err != nil {
@@ -63,6 +77,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	defer db.Close()
 
 	subs, err := newSubscribers(ctx, cfg, db, logger.With("component", "subscribers"))
+	if err != nil {
+		return err
+	}
+	arts := newArticles(db, logger)
+	digests, err := newDigests(cfg, db, logger)
 	if err != nil {
 		return err
 	}
@@ -80,24 +99,30 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	var engine *delivery.Engine
 	var wake func()
 	if cfg.Delivery.Workers > 0 {
-		engine = delivery.New(db, newRenderer(cfg, subs, db, composer), transport, delivery.Config{
-			Workers:   cfg.Delivery.Workers,
-			BatchSize: cfg.Delivery.BatchSize,
-			Lease:     cfg.Delivery.Lease,
-			RetryBase: cfg.Delivery.RetryBase,
-			RetryMax:  cfg.Delivery.RetryMax,
-			MaxAge:    cfg.Delivery.MaxAge,
-			Logger:    logger.With("component", "delivery"),
-		})
+		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, logger)
 		wake = engine.Wake
 	}
 	site, err := web.New(webConfig(cfg), web.Deps{
 		Subscribers: subs,
+		Articles:    arts,
+		Digests:     digests,
 		Logger:      logger.With("component", "web"),
 		Wake:        wake,
 	})
 	if err != nil {
 		return err
+	}
+
+	// SQLite has one instance, so its scheduler needs no leader election.
+	loops := []background{{"digest scheduler", (&digest.Scheduler{
+		Service:  digests,
+		Interval: cfg.Digest.CheckInterval,
+		Logger:   logger.With("component", "scheduler"),
+	}).Run}}
+	if len(cfg.Feeds) > 0 {
+		loops = append(loops, background{"feed poller", newPoller(cfg, db, logger).Run})
+	} else {
+		logger.Info("no feeds to poll (feeds: is empty)")
 	}
 
 	// Listen before starting anything, so that a taken port fails at once.
@@ -126,6 +151,18 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	} else {
 		logger.Info("delivery is off on this instance (delivery.workers: 0)")
 	}
+	// The loops stop with ctx, or earlier when another part fails.
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	type loopResult struct {
+		name string
+		err  error
+	}
+	loopDone := make(chan loopResult, len(loops))
+	for _, l := range loops {
+		go func() { loopDone <- loopResult{l.name, l.run(loopCtx)} }()
+	}
+	running := len(loops)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Serve(ln) }()
 
@@ -134,6 +171,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		"base_url", cfg.HTTP.BaseURL,
 		"database", cfg.Database.Driver,
 		"mail_transport", cfg.Mail.Transport,
+		"feeds", len(cfg.Feeds),
 		"version", version)
 
 	var failure error
@@ -146,8 +184,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	case err := <-engineDone:
 		failure = fmt.Errorf("delivery engine stopped: %v", err)
 		engineDone <- nil
+	case r := <-loopDone:
+		running--
+		failure = fmt.Errorf("%s stopped: %v", r.name, r.err)
 	}
 
+	stopLoops()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -156,6 +198,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	}
 	if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) && failure == nil {
 		failure = fmt.Errorf("http server: %w", err)
+	}
+	for ; running > 0; running-- {
+		if r := <-loopDone; r.err != nil && failure == nil {
+			failure = fmt.Errorf("%s: %w", r.name, r.err)
+		}
 	}
 
 	stopEngine()
@@ -170,6 +217,19 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	logger.Info("herald stopped", "sent", st.Sent, "retried", st.Retried, "failed", st.Failed,
 		"bounced", st.Bounced, "cancelled", st.Cancelled)
 	return failure
+}
+
+// newEngine builds the delivery engine from delivery.*.
+func newEngine(cfg *Config, db database, r delivery.Renderer, t mailer.Transport, logger *slog.Logger) *delivery.Engine {
+	return delivery.New(db, r, t, delivery.Config{
+		Workers:   cfg.Delivery.Workers,
+		BatchSize: cfg.Delivery.BatchSize,
+		Lease:     cfg.Delivery.Lease,
+		RetryBase: cfg.Delivery.RetryBase,
+		RetryMax:  cfg.Delivery.RetryMax,
+		MaxAge:    cfg.Delivery.MaxAge,
+		Logger:    logger.With("component", "delivery"),
+	})
 }
 
 // newTransport builds the mail transport mail.transport names.
@@ -209,7 +269,7 @@ func newComposer(cfg *Config) (*mailer.Composer, error) {
 	if cfg.Mail.ReplyTo != "" {
 		replyTo = parseAddress(cfg.Mail.ReplyTo)
 	}
-	return mailer.NewComposer(mailer.ComposerConfig{
+	c, err := mailer.NewComposer(mailer.ComposerConfig{
 		SiteName:      cfg.Site.Name,
 		SiteURL:       cfg.Site.URL,
 		FromName:      from.Name,
@@ -217,9 +277,22 @@ func newComposer(cfg *Config) (*mailer.Composer, error) {
 		ReplyTo:       replyTo,
 		PostalAddress: cfg.Mail.PostalAddress,
 		BaseURL:       cfg.HTTP.BaseURL,
+		TemplatesDir:  cfg.Mail.TemplatesDir,
 		ConfirmTTL:    subscribers.DefaultConfirmTTL,
 	}, templates.FS)
+	if err != nil && cfg.Mail.TemplatesDir != "" {
+		return nil, &templatesError{err}
+	}
+	return c, err
 }
+
+// templatesError is a composer that cannot be built with the templates in
+// mail.templates_dir: a configuration error (exit 2), where the mailer's
+// message names the file and line.
+type templatesError struct{ err error }
+
+func (e *templatesError) Error() string { return "mail.templates_dir: " + e.err.Error() }
+func (e *templatesError) Unwrap() error { return e.err }
 
 // webConfig is the part of the configuration the web layer needs.
 func webConfig(cfg *Config) web.Config {

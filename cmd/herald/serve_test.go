@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -160,7 +161,7 @@ func TestRendererCancels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newRenderer(cfg, subs, db, composer)
+	r := newRenderer(cfg, subs, db, composer, nil)
 	importOne := func(email string, st subscribers.Status) int64 {
 		t.Helper()
 		if _, err := subs.Import(ctx, strings.NewReader("email\n"+email+"\n"), subscribers.ImportOptions{Status: st}, nil, nil); err != nil {
@@ -222,5 +223,65 @@ func TestDescribeSchedule(t *testing.T) {
 		if got := describeSchedule(tt.expr, tt.tz); got != tt.want {
 			t.Errorf("describeSchedule(%q, %q) = %q, want %q", tt.expr, tt.tz, got, tt.want)
 		}
+	}
+}
+
+// TestServePollsFeeds: serve polls the configured feeds at start and on its
+// interval, and stops polling with the rest on a signal.
+func TestServePollsFeeds(t *testing.T) {
+	srv, notModified := feedServer(t)
+	addr := freeAddr(t)
+	path := testConfig(t, "http:\n  addr: "+addr+"\n  base_url: http://"+addr+"\n  shutdown_timeout: 2s\n"+
+		"articles:\n  poll_interval: 100ms\n"+
+		"feeds:\n  - url: "+srv.URL+"/feed\n    newsletters: [daily]\n")
+	t.Setenv("HERALD_LOG_LEVEL", "info")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &lockedBuffer{}
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: stderr, lookupEnv: os.LookupEnv}
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"serve", "--config", path}) }()
+
+	// The first poll stores the articles; the next ones are conditional.
+	deadline := time.Now().Add(10 * time.Second)
+	for notModified.Load() < 2 {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the feed was not polled again with its ETag:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exited %d, want 0:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(stderr.String(), "created=2") {
+		t.Errorf("the log does not show the first poll storing 2 articles:\n%s", stderr.String())
+	}
+}
+
+// TestServeRefusesBrokenTemplate: a template override that does not parse
+// stops serve before it listens, naming the file and the line.
+func TestServeRefusesBrokenTemplate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "digest.html.tmpl")
+	if err := os.WriteFile(bad, []byte("<p>fine</p>\n<p>{{ .Subject </p>\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := testConfig(t, "http:\n  addr: "+freeAddr(t)+"\n")
+	t.Setenv("HERALD_MAIL_TEMPLATES_DIR", dir)
+	r := runHerald(t, "", "serve", "--config", path)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "mail.templates_dir") || !strings.Contains(r.stderr, bad) || !strings.Contains(r.stderr, ":2:") {
+		t.Errorf("code %d, stderr %q; want 2 naming mail.templates_dir, %s and line 2", r.code, r.stderr, bad)
 	}
 }

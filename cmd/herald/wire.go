@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"herald"
 	"herald/articles"
 	"herald/delivery"
+	"herald/digest"
 	"herald/mailer"
 	"herald/store/sqlite"
 	"herald/subscribers"
@@ -25,6 +28,7 @@ type database interface {
 	subscribers.Store
 	delivery.Store
 	articles.Store
+	digest.Store
 	// Migrate applies the migrations the database lacks.
 	Migrate(ctx context.Context) error
 	// MigrationsPending counts the migrations the database lacks.
@@ -82,6 +86,20 @@ func openMigrated(ctx context.Context, cfg *Config, logger *slog.Logger) (databa
 	return db, nil
 }
 
+// newDigests builds the digest service over the configured newsletters.
+// The database is both its store and its article source.
+func newDigests(cfg *Config, db database, logger *slog.Logger) (*digest.Service, error) {
+	nls, err := cfg.DigestNewsletters()
+	if err != nil {
+		return nil, err
+	}
+	return digest.NewService(db, db, nls, digest.Options{
+		MessageIDDomain: addressDomain(cfg.FromAddress().Address),
+		Logger:          logger.With("component", "digest"),
+		BatchSize:       cfg.Digest.BatchSize,
+	})
+}
+
 // newSubscribers builds the subscribers service from the configuration.
 func newSubscribers(ctx context.Context, cfg *Config, db database, logger *slog.Logger) (*subscribers.Service, error) {
 	return subscribers.NewService(ctx, db, subscribers.Options{
@@ -129,12 +147,31 @@ type renderer struct {
 	composer    *mailer.Composer
 	baseURL     string
 	newsletters map[string]mailer.NewsletterInfo
+	// digests loads editions for digest messages; nil when this process
+	// renders no digests.
+	digests  digestSource
+	editions *editionCache
+	zones    map[string]*time.Location // newsletter id -> its time zone
 }
 
 var _ delivery.Renderer = (*renderer)(nil)
 
-// newRenderer builds the renderer from the configuration.
-func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store, composer *mailer.Composer) *renderer {
+// digestSource is what the renderer needs of the digest service.
+type digestSource interface {
+	// EditionArticles returns an edition and its articles in order;
+	// ENOTFOUND for an unknown edition.
+	EditionArticles(ctx context.Context, editionID int64) (*digest.Edition, []*articles.Article, error)
+	// Issue returns one issue, or ENOTFOUND.
+	Issue(ctx context.Context, id int64) (*digest.Issue, error)
+}
+
+// editionCacheSize is how many prepared editions the renderer keeps: an
+// issue has a handful, and workers go through one issue at a time.
+const editionCacheSize = 32
+
+// newRenderer builds the renderer from the configuration. digests may be nil
+// when the process sends no digests.
+func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store, composer *mailer.Composer, digests digestSource) *renderer {
 	nls := make(map[string]mailer.NewsletterInfo, len(cfg.Newsletters))
 	for _, n := range cfg.Newsletters {
 		nls[n.ID] = mailer.NewsletterInfo{
@@ -144,7 +181,16 @@ func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store
 			Frequency:   describeSchedule(n.Schedule, n.Timezone),
 		}
 	}
-	return &renderer{subs: subs, store: store, composer: composer, baseURL: cfg.HTTP.BaseURL, newsletters: nls}
+	zones := make(map[string]*time.Location, len(cfg.Newsletters))
+	for _, n := range cfg.Newsletters {
+		loc, err := time.LoadLocation(n.Timezone)
+		if err != nil { // validated with the configuration
+			loc = time.UTC
+		}
+		zones[n.ID] = loc
+	}
+	return &renderer{subs: subs, store: store, composer: composer, baseURL: cfg.HTTP.BaseURL, newsletters: nls,
+		digests: digests, editions: newEditionCache(editionCacheSize), zones: zones}
 }
 
 // Render composes job's email. A confirmation for a reader who is no longer
@@ -162,6 +208,8 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 		return nil, fmt.Errorf("confirmation for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
 	case job.Kind == subscribers.KindWelcome && sub.Status != subscribers.StatusActive:
 		return nil, fmt.Errorf("welcome for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
+	case job.Kind == digest.KindDigest:
+		return r.renderDigest(ctx, job, sub)
 	}
 
 	d := mailer.Data{
@@ -187,6 +235,164 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 		d.ConfirmURL = r.baseURL + "/confirm/" + token
 	}
 	return r.composer.Compose(job.Kind, d)
+}
+
+// renderDigest composes one reader's digest: the edition's template is
+// prepared once and shared by every reader of the edition; the reader's
+// links and the job's Message-ID and Date (both stable across retries) are
+// filled in per message. A reader who is no longer active, or no longer
+// takes the newsletter, is cancelled.
+func (r *renderer) renderDigest(ctx context.Context, job delivery.Job, sub *subscribers.Subscriber) (*mailer.Email, error) {
+	if r.digests == nil {
+		return nil, fmt.Errorf("render digest %d: this process has no digest service", job.IssueID)
+	}
+	if sub.Status != subscribers.StatusActive {
+		return nil, fmt.Errorf("digest for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
+	}
+	ed, err := r.editions.get(ctx, job.EditionID, func() (*preparedEdition, error) {
+		return r.prepareEdition(ctx, job.EditionID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("render digest %d for subscriber %d: %w", job.IssueID, job.SubscriberID, err)
+	}
+	if !slices.Contains(sub.Newsletters, ed.newsletterID) {
+		return nil, fmt.Errorf("digest of %s for a subscriber who left it: %w", ed.newsletterID, delivery.ErrCancel)
+	}
+	e := ed.tmpl.Email(mailer.DigestReader{
+		MessageID:      job.MessageID,
+		To:             sub.Email,
+		Name:           sub.Name,
+		UnsubscribeURL: r.baseURL + "/unsubscribe/" + r.subs.UnsubscribeToken(sub.ID),
+		PreferencesURL: r.baseURL + "/preferences/" + r.subs.PreferencesToken(sub.ID),
+	}, job.CreatedAt)
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("render digest %d for subscriber %d: %w", job.IssueID, job.SubscriberID, err)
+	}
+	return e, nil
+}
+
+// preparedEdition is an edition's digest, rendered but for the reader.
+type preparedEdition struct {
+	newsletterID string
+	tmpl         *mailer.DigestTemplate
+}
+
+// prepareEdition loads an edition, its issue and articles and prepares the
+// template every reader of the edition shares.
+func (r *renderer) prepareEdition(ctx context.Context, editionID int64) (*preparedEdition, error) {
+	ed, arts, err := r.digests.EditionArticles(ctx, editionID)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := r.digests.Issue(ctx, ed.IssueID)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := r.composer.PrepareDigest(r.digestData(iss.NewsletterID, iss.ID, iss.Subject, iss.Slot, arts))
+	if err != nil {
+		return nil, err
+	}
+	return &preparedEdition{newsletterID: iss.NewsletterID, tmpl: tmpl}, nil
+}
+
+// digestData is what the digest templates show of an issue.
+func (r *renderer) digestData(newsletterID string, issueID int64, subject string, date time.Time, arts []*articles.Article) mailer.DigestData {
+	n := r.newsletters[newsletterID]
+	d := mailer.DigestData{
+		NewsletterID:          newsletterID,
+		NewsletterName:        n.Name,
+		NewsletterDescription: n.Description,
+		IssueID:               issueID,
+		Subject:               subject,
+		Date:                  date.In(r.zone(newsletterID)),
+	}
+	if issueID > 0 {
+		d.ArchiveURL = r.baseURL + "/archive/" + newsletterID + "/" + strconv.FormatInt(issueID, 10)
+	}
+	for _, a := range arts {
+		d.Articles = append(d.Articles, mailer.DigestArticle{
+			Title:       a.Title,
+			URL:         a.URL,
+			Author:      a.Author,
+			PublishedAt: a.PublishedAt,
+			ImageURL:    a.ImageURL,
+			ImageAlt:    a.ImageAlt,
+			Excerpt:     a.Excerpt,
+		})
+	}
+	return d
+}
+
+// zone is a newsletter's time zone, UTC when unknown.
+func (r *renderer) zone(newsletterID string) *time.Location {
+	if loc, ok := r.zones[newsletterID]; ok {
+		return loc
+	}
+	return time.UTC
+}
+
+// editionCache keeps the most recently used prepared editions. An edition
+// is prepared once even when many workers ask for it at the same moment:
+// the first prepares it, the others wait for that result. Failures are not
+// kept, so the next attempt tries again.
+type editionCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[int64]*editionEntry
+	order   []int64 // least recently used first
+}
+
+type editionEntry struct {
+	ready chan struct{} // closed once ed and err are set
+	ed    *preparedEdition
+	err   error
+}
+
+func newEditionCache(size int) *editionCache {
+	return &editionCache{max: size, entries: make(map[int64]*editionEntry, size)}
+}
+
+// get returns the edition id, calling prepare when no one has yet.
+func (c *editionCache) get(ctx context.Context, id int64, prepare func() (*preparedEdition, error)) (*preparedEdition, error) {
+	c.mu.Lock()
+	e, ok := c.entries[id]
+	if ok {
+		c.touch(id)
+		c.mu.Unlock()
+	} else {
+		e = &editionEntry{ready: make(chan struct{})}
+		c.entries[id] = e
+		c.order = append(c.order, id)
+		if len(c.order) > c.max {
+			// Waiters of an evicted entry hold it and still get its result.
+			delete(c.entries, c.order[0])
+			c.order = c.order[1:]
+		}
+		c.mu.Unlock()
+		e.ed, e.err = prepare()
+		if e.err != nil {
+			c.mu.Lock()
+			if c.entries[id] == e {
+				delete(c.entries, id)
+				c.order = slices.DeleteFunc(c.order, func(x int64) bool { return x == id })
+			}
+			c.mu.Unlock()
+		}
+		close(e.ready)
+	}
+	select {
+	case <-e.ready:
+		return e.ed, e.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// touch moves id to the most recently used end; c.mu is held.
+func (c *editionCache) touch(id int64) {
+	if i := slices.Index(c.order, id); i >= 0 && i != len(c.order)-1 {
+		c.order = append(slices.Delete(c.order, i, i+1), id)
+	}
 }
 
 // describeSchedule puts a newsletter's cron schedule in words for readers,
