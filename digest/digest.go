@@ -124,7 +124,11 @@ type Store interface {
 	// when the newsletter already has an issue for that slot.
 	CreateIssue(ctx context.Context, iss *Issue) error
 	// Readers returns up to limit active subscribers of the newsletter with
-	// ids above afterID, ordered by id, each with their Since.
+	// ids above afterID, ordered by id, each with their Since: the
+	// CreatedAt of the newsletter's latest issue whose message to them is
+	// queued, being sent or sent (an issue on its way counts, so two issues
+	// in quick succession never carry the same articles; one that failed,
+	// bounced or was cancelled does not).
 	Readers(ctx context.Context, newsletterID string, afterID int64, limit int) ([]Reader, error)
 	// EnqueueIssue writes, in one transaction, the editions the batch
 	// needs (reusing the issue's existing ones with the same article list)
@@ -146,6 +150,13 @@ type Store interface {
 	IssueProgress(ctx context.Context, issueID int64) (Progress, error)
 	// Edition returns one edition, or ENOTFOUND.
 	Edition(ctx context.Context, id int64) (*Edition, error)
+	// LastEnqueued returns the highest subscriber id with a message in the
+	// issue, or 0 when it has none: where a resumed build starts again.
+	LastEnqueued(ctx context.Context, issueID int64) (int64, error)
+	// Reader returns the active subscriber of the newsletter with that
+	// address (compared without regard to case), with their Since, or
+	// ENOTFOUND.
+	Reader(ctx context.Context, newsletterID, email string) (Reader, error)
 }
 
 // ArticleSource is what the digest service reads articles through.
@@ -158,3 +169,7 @@ type ArticleSource interface {
 
 // Message kind of digest emails on the outbox.
 const KindDigest = "digest"
+
+// Priority is the outbox priority of digest messages: lower goes first, and
+// transactional mail (a confirmation, 0) must not wait behind an issue.
+const Priority = 10

@@ -41,7 +41,7 @@ WHERE id IN (
             WHERE status = 'sending' AND lease_until < ?2
             ORDER BY priority, id LIMIT ?4))
     ORDER BY priority, id LIMIT ?4)
-RETURNING id, priority, kind, subscriber_id, issue_id, message_id, attempts, created_at,
+RETURNING id, priority, kind, subscriber_id, issue_id, edition_id, message_id, attempts, created_at,
     (SELECT s.email FROM subscribers s WHERE s.id = messages.subscriber_id),
     (SELECT s.name FROM subscribers s WHERE s.id = messages.subscriber_id),
     (SELECT s.status FROM subscribers s WHERE s.id = messages.subscriber_id)`
@@ -68,15 +68,15 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 		got = make([]claimed, 0, limit)
 		for rows.Next() {
 			var (
-				c                   claimed
-				issue, created      sql.NullInt64
-				email, name, status sql.NullString
+				c                       claimed
+				issue, edition, created sql.NullInt64
+				email, name, status     sql.NullString
 			)
-			if err := rows.Scan(&c.job.ID, &c.priority, &c.job.Kind, &c.job.SubscriberID, &issue,
+			if err := rows.Scan(&c.job.ID, &c.priority, &c.job.Kind, &c.job.SubscriberID, &issue, &edition,
 				&c.job.MessageID, &c.job.Attempts, &created, &email, &name, &status); err != nil {
 				return err
 			}
-			c.job.IssueID = issue.Int64
+			c.job.IssueID, c.job.EditionID = issue.Int64, edition.Int64
 			c.job.CreatedAt = decTime(created)
 			c.job.Email, c.job.Name, c.job.SubscriberStatus = email.String, name.String, status.String
 			got = append(got, c)
