@@ -176,6 +176,8 @@ func (b *syncBuffer) String() string {
 type harness struct {
 	srv   *Server
 	subs  *fakeSubs
+	arts  *fakeArticles
+	digs  *fakeDigests
 	log   *syncBuffer
 	mu    sync.Mutex
 	wakes int
@@ -210,9 +212,11 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	h := &harness{subs: newFakeSubs(), log: &syncBuffer{}}
+	h := &harness{subs: newFakeSubs(), arts: newFakeArticles(), digs: newFakeDigests(), log: &syncBuffer{}}
 	srv, err := New(cfg, Deps{
 		Subscribers: h.subs,
+		Articles:    h.arts,
+		Digests:     h.digs,
 		Logger:      slog.New(slog.NewJSONHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Wake: func() {
 			h.mu.Lock()

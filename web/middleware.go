@@ -154,16 +154,17 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitBody refuses a body over the limit: at once when Content-Length says
-// so, otherwise when reading passes it.
+// limitBody refuses a body over the route's limit: at once when
+// Content-Length says so, otherwise when reading passes it.
 func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		if req.ContentLength > s.cfg.BodyLimit {
-			return s.tooLarge()
+		limit := s.bodyLimitOf(c)
+		if req.ContentLength > limit {
+			return tooLarge(limit)
 		}
 		if req.Body != nil && req.Body != http.NoBody {
-			lb := &limitedBody{rc: req.Body, left: s.cfg.BodyLimit, err: s.tooLarge()}
+			lb := &limitedBody{rc: req.Body, left: limit, err: tooLarge(limit)}
 			req.Body = lb
 			c.Set(ctxBody, lb)
 		}
@@ -171,11 +172,31 @@ func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func (s *Server) tooLarge() error {
-	return herald.Errorf(herald.ETOOLARGE, "The request is too large: the limit is %s.", byteSize(s.cfg.BodyLimit))
+// setBodyLimit gives route a body limit of its own instead of
+// Config.BodyLimit. limitBody runs after routing, so it knows the route.
+func (s *Server) setBodyLimit(r *echo.Route, limit int64) {
+	if s.bodyLimits == nil {
+		s.bodyLimits = make(map[string]int64)
+	}
+	s.bodyLimits[r.Method+" "+r.Path] = limit
+}
+
+// bodyLimitOf is the largest body the request's route accepts.
+func (s *Server) bodyLimitOf(c echo.Context) int64 {
+	if n, ok := s.bodyLimits[c.Request().Method+" "+c.Path()]; ok {
+		return n
+	}
+	return s.cfg.BodyLimit
+}
+
+func tooLarge(limit int64) error {
+	return herald.Errorf(herald.ETOOLARGE, "The request is too large: the limit is %s.", byteSize(limit))
 }
 
 func byteSize(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
 	if n >= 1<<10 && n%(1<<10) == 0 {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}

@@ -32,6 +32,8 @@ func TestTemplates(t *testing.T) {
 		pageUnsubscribe:  unsubscribePage{basePage: s.base("t"), Masked: "a•••@b.example", Already: true},
 		pageUnsubscribed: unsubscribedPage{basePage: s.base("t"), Masked: "a•••@b.example"},
 		pageError:        errorPage{basePage: s.base("t"), Status: 404, Message: "m", LinkURL: "/", LinkText: "x"},
+		pageArchive:      sampleArchivePage(s),
+		pageArchiveIssue: sampleArchiveIssuePage(s),
 	}
 	names := p.names()
 	if len(names) != len(samples) {

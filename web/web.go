@@ -20,6 +20,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"herald/articles"
+	"herald/digest"
 	"herald/subscribers"
 	"herald/templates"
 )
@@ -94,10 +96,50 @@ type Subscribers interface {
 	Ping(ctx context.Context) error
 }
 
+// Articles is what the web layer asks of the articles service
+// (*articles.Service).
+type Articles interface {
+	// Normalizer returns the Normalizer whose RenderMarkdown turns a posted
+	// content_markdown into HTML.
+	Normalizer() *articles.Normalizer
+	// UpsertMany normalises and stores articles by URL. It is the upsert
+	// that reports the stored id; an invalid article gets EINVALID naming
+	// the field in its Result.Err, a store failure is the returned error.
+	UpsertMany(ctx context.Context, as []articles.Article) ([]articles.Result, error)
+	// Get returns one stored article, or ENOTFOUND.
+	Get(ctx context.Context, id int64) (*articles.Article, error)
+}
+
+// Digests is what the web layer asks of the digest service.
+type Digests interface {
+	// SendNow builds an issue of the newsletter now and enqueues it:
+	// ENOTFOUND for an unknown newsletter, ECONFLICT when there is nothing
+	// new to send.
+	SendNow(ctx context.Context, newsletterID string) (*digest.Issue, error)
+	// Issue returns one issue, or ENOTFOUND.
+	Issue(ctx context.Context, id int64) (*digest.Issue, error)
+	// Progress counts an issue's messages by outcome; ENOTFOUND for an
+	// unknown issue.
+	Progress(ctx context.Context, id int64) (digest.Progress, error)
+	// Issues returns the issues matching f, newest first.
+	Issues(ctx context.Context, f digest.IssueFilter) ([]*digest.Issue, error)
+	// IssueArticles returns the articles of the issue's main edition, in
+	// the order the email shows them.
+	IssueArticles(ctx context.Context, iss *digest.Issue) ([]*articles.Article, error)
+	// Newsletters returns the configured newsletters, in order.
+	Newsletters() []digest.Newsletter
+}
+
 // Deps are the collaborators a Server calls.
 type Deps struct {
 	// Subscribers is the subscribers service. Required.
 	Subscribers Subscribers
+	// Articles is the articles service behind POST /api/v1/articles. Nil:
+	// that route answers 503.
+	Articles Articles
+	// Digests is the digest service behind the issue API and the public
+	// archive. Nil: those routes answer 503.
+	Digests Digests
 	// Logger receives one line per request and the detail of every
 	// failure. Nil discards.
 	Logger *slog.Logger
@@ -110,6 +152,8 @@ type Deps struct {
 type Server struct {
 	cfg     Config
 	subs    Subscribers
+	arts    Articles // nil: not configured
+	digests Digests  // nil: not configured
 	log     *slog.Logger
 	wake    func()
 	now     func() time.Time
@@ -122,6 +166,9 @@ type Server struct {
 	// once: it must be the same bytes for every address anyway.
 	checkInbox []byte
 	routes     map[string]bool
+	// bodyLimits are the routes ("METHOD /path") that accept a body larger
+	// or smaller than Config.BodyLimit.
+	bodyLimits map[string]int64
 	echo       *echo.Echo
 }
 
@@ -162,22 +209,27 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkArchivePages(p); err != nil {
+		return nil, err
+	}
 	css, err := templates.FS.ReadFile("web/" + stylesheetFile)
 	if err != nil {
 		return nil, fmt.Errorf("web: read %s: %w", stylesheetFile, err)
 	}
 
 	s := &Server{
-		cfg:    cfg,
-		subs:   deps.Subscribers,
-		log:    logger,
-		wake:   deps.Wake,
-		now:    time.Now,
-		prefix: prefix,
-		pages:  p,
-		css:    css,
-		cssURL: prefix + "/static/" + stylesheetFile + "?v=" + shortHash(css),
-		echo:   echo.New(),
+		cfg:     cfg,
+		subs:    deps.Subscribers,
+		arts:    deps.Articles,
+		digests: deps.Digests,
+		log:     logger,
+		wake:    deps.Wake,
+		now:     time.Now,
+		prefix:  prefix,
+		pages:   p,
+		css:     css,
+		cssURL:  prefix + "/static/" + stylesheetFile + "?v=" + shortHash(css),
+		echo:    echo.New(),
 	}
 	if cfg.SignupPerIP > 0 {
 		s.limiter = newIPLimiter(cfg.SignupPerIP)
