@@ -51,6 +51,7 @@ type SendError struct {
 	Code      int    // SMTP reply code, 0 when none (network error)
 	Stage     string // one of the Stage constants: "dial", "hello", "starttls", "auth", "mail", "rcpt", "data", "encode", "write"
 	Permanent bool   // a 5xx reply or a message that can never be sent
+	Enhanced  [3]int // RFC 3463 enhanced status code of the reply, zeros when none
 	Err       error
 }
 
@@ -88,6 +89,11 @@ const (
 // to connect, greet, start TLS or authenticate. The delivery engine should
 // back off the whole pool and retry the message later, even when Permanent
 // is set (a 535 at AUTH is a configuration problem, not a bad message).
+//
+// A 5xx at MAIL FROM (sender refused, authentication required) and any
+// X.7.x security or policy refusal ("relay access denied") are pool-wide
+// too: they say the relay will not take mail from us, not that one reader's
+// address is bad, so they must not fail or suppress anyone.
 func (e *SendError) PoolWide() bool {
 	if e.Code == 421 {
 		return true
@@ -95,10 +101,52 @@ func (e *SendError) PoolWide() bool {
 	switch e.Stage {
 	case StageDial, StageHello, StageStartTLS, StageAuth:
 		return true
+	case StageMail:
+		return e.Code >= 500
 	}
-	return false
+	return e.Enhanced[0] != 0 && e.Enhanced[1] == 7
 }
 
-// Bounce reports whether the relay refused the recipient itself (a 5xx at
-// RCPT), which means the address should be suppressed.
-func (e *SendError) Bounce() bool { return e.Permanent && e.Stage == "rcpt" && e.Code >= 500 }
+// Bounce reports whether the relay refused the recipient's address itself,
+// which means the address should be suppressed: a 5xx at RCPT whose
+// enhanced status code (RFC 3463) is an addressing error (5.1.x) or a
+// disabled mailbox (5.2.1). Without an enhanced code only 550, 551 and 553
+// count. Policy refusals (5.7.x, or a bare 554 such as Postfix's "Relay
+// access denied") are about us, not the reader, and never bounce.
+func (e *SendError) Bounce() bool {
+	if !e.Permanent || e.Stage != StageRcpt || e.Code < 500 || e.PoolWide() {
+		return false
+	}
+	if e.Enhanced[0] == 5 && (e.Enhanced[1] != 0 || e.Enhanced[2] != 0) { // 5.0.0 says nothing more than the code
+		return e.Enhanced[1] == 1 || e.Enhanced[1] == 2 && e.Enhanced[2] == 1
+	}
+	return e.Code == 550 || e.Code == 551 || e.Code == 553
+}
+
+// parseEnhanced reads an RFC 3463 enhanced status code ("5.1.1") at the start
+// of an SMTP reply's text; zeros when there is none.
+func parseEnhanced(text string) [3]int {
+	var out [3]int
+	part, digits := 0, 0
+	for i := 0; i < len(text) && i < 16; i++ {
+		c := text[i]
+		switch {
+		case c >= '0' && c <= '9':
+			out[part] = out[part]*10 + int(c-'0')
+			digits++
+			if digits > 3 {
+				return [3]int{}
+			}
+		case c == '.' && digits > 0 && part < 2:
+			part, digits = part+1, 0
+		case (c == ' ' || c == '\t') && part == 2 && digits > 0:
+			i = len(text)
+		default:
+			return [3]int{}
+		}
+	}
+	if part != 2 || digits == 0 || out[0] < 2 || out[0] > 5 {
+		return [3]int{}
+	}
+	return out
+}

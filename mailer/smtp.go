@@ -443,6 +443,7 @@ func classify(ctx context.Context, stage string, err error) *SendError {
 	var te *textproto.Error
 	if errors.As(err, &te) {
 		se.Code = te.Code
+		se.Enhanced = parseEnhanced(te.Msg)
 		se.Permanent = te.Code >= 500 && te.Code <= 599
 		return se
 	}
