@@ -125,6 +125,7 @@ func (s *sink) count(rcpt string) int {
 type heraldServer struct {
 	base   string
 	token  string
+	config string // the configuration file, for commands run beside it
 	stderr *lockedBuffer
 	stop   func() int
 }
@@ -150,9 +151,17 @@ func (l *lockedBuffer) String() string {
 // relay on smtpPort, and waits until it answers.
 func startHerald(t *testing.T, smtpPort int) *heraldServer {
 	t.Helper()
+	return startHeraldWith(t, smtpPort, "")
+}
+
+// startHeraldWith is startHerald with extra configuration, appended to
+// testConfig's (so text starting "  - id:" adds newsletters).
+func startHeraldWith(t *testing.T, smtpPort int, extra string) *heraldServer {
+	t.Helper()
 	addr := freeAddr(t)
 	h := &heraldServer{base: "http://" + addr, token: "e2e-admin-token", stderr: &lockedBuffer{}}
-	path := testConfig(t, "http:\n  addr: "+addr+"\n  base_url: "+h.base+"\n  shutdown_timeout: 5s\n")
+	path := testConfig(t, extra+"http:\n  addr: "+addr+"\n  base_url: "+h.base+"\n  shutdown_timeout: 5s\n")
+	h.config = path
 	t.Setenv("HERALD_MAIL_TRANSPORT", "smtp")
 	t.Setenv("HERALD_SMTP_HOST", "127.0.0.1")
 	t.Setenv("HERALD_SMTP_PORT", strconv.Itoa(smtpPort))

@@ -50,6 +50,8 @@ func commands() []command {
 		{"migrate", "apply pending database migrations and exit", (*app).migrate},
 		{"articles import", "import articles from Markdown, HTML and feed files, folders or URLs", (*app).articlesImport},
 		{"feeds poll", "poll every configured feed once and report its health", (*app).feedsPoll},
+		{"digest preview", "render the next digest of a newsletter without sending it", (*app).digestPreview},
+		{"digest send", "build a digest issue now, deliver it and show the progress", (*app).digestSend},
 		{"subscribers import", "import subscribers from a CSV file", (*app).subscribersImport},
 		{"subscribers export", "export every subscriber as CSV", (*app).subscribersExport},
 		{"version", "print the version, commit and Go version", (*app).version},
