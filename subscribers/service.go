@@ -79,6 +79,17 @@ func NewService(ctx context.Context, store Store, opts Options) (*Service, error
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC() }
 
+// writeTimeout bounds a reader's write once it has been received.
+const writeTimeout = 15 * time.Second
+
+// detach returns a context for carrying out what a reader asked for: it
+// keeps ctx's values but not its cancellation, so a mail provider's one-click
+// unsubscribe, or a confirmation whose browser gave up waiting, still lands
+// once received; it is bounded by writeTimeout instead.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+}
+
 // SignupRequest is one signup as the web form or the JSON API received it.
 type SignupRequest struct {
 	Email       string
@@ -98,6 +109,8 @@ type SignupRequest struct {
 // later signups inside that window write nothing and send nothing, so a
 // victim of list bombing receives one email, not thousands.
 func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	email, err := NormalizeAddress(r.Email)
 	if err != nil {
 		return err
@@ -134,22 +147,29 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 			return err
 		default:
 			switch sub.Status {
-			case StatusActive, StatusComplained:
+			case StatusActive, StatusComplained, StatusBounced:
 				// Active readers change their choices through the
-				// preference page; a complaint is never undone by a form.
+				// preference page; a complaint is never undone by a form;
+				// a bounced address stays suppressed (mailing it again on
+				// anyone's word would earn hard bounces, and anyone can
+				// type it into a form).
 				return nil
-			case StatusPending, StatusUnsubscribed, StatusBounced:
+			case StatusPending, StatusUnsubscribed:
 				if now.Sub(sub.ConfirmSentAt) < s.opts.ConfirmInterval {
 					return nil
 				}
-				if sub.Status != StatusPending {
-					if err := tx.AddEvent(Event{SubscriberID: sub.ID, At: now, Kind: EventResubscribe, Detail: "from " + string(sub.Status)}); err != nil {
+				if sub.Status == StatusUnsubscribed {
+					// The status stays unsubscribed until the reader
+					// confirms: a stranger's signup changes nothing but
+					// sending one confirmation.
+					if err := tx.AddEvent(Event{SubscriberID: sub.ID, At: now, Kind: EventResubscribe, Detail: "confirmation requested"}); err != nil {
 						return err
 					}
 				}
-				sub.Status = StatusPending
-				sub.Newsletters = lists
-				if name != "" {
+				// The choices travel in the consent record and take effect
+				// when the reader confirms; until then only a pending
+				// (never confirmed) signup's name may be replaced.
+				if name != "" && sub.Status == StatusPending {
 					sub.Name = name
 				}
 				sub.ConfirmSentAt = now
@@ -281,6 +301,8 @@ func (s *Service) confirmable(tx Tx, token string) (*Subscriber, *Token, error) 
 // token used, records the confirmation on the signup's consent and queues the
 // welcome email, in one transaction.
 func (s *Service) Confirm(ctx context.Context, token, ip string) (*Subscriber, error) {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	var sub *Subscriber
 	now := s.now()
 	err := s.store.Update(ctx, func(tx Tx) error {
@@ -298,14 +320,17 @@ func (s *Service) Confirm(ctx context.Context, token, ip string) (*Subscriber, e
 		sub.Status = StatusActive
 		sub.ConfirmedAt = now
 		sub.UpdatedAt = now
-		if err := tx.UpdateSubscriber(sub); err != nil {
-			return err
-		}
 		if c, err := tx.LatestConsent(sub.ID); err == nil {
 			if err := tx.ConfirmConsent(c.ID, now, clip(ip, 64)); err != nil {
 				return err
 			}
+			if len(c.Newsletters) > 0 {
+				sub.Newsletters = c.Newsletters // what the reader chose in the signup they confirm
+			}
 		} else if !herald.IsCode(err, herald.ENOTFOUND) {
+			return err
+		}
+		if err := tx.UpdateSubscriber(sub); err != nil {
 			return err
 		}
 		if err := tx.AddEvent(Event{SubscriberID: sub.ID, At: now, Kind: EventConfirm}); err != nil {
@@ -372,6 +397,8 @@ func (s *Service) CheckUnsubscribeToken(ctx context.Context, token string) (*Sub
 // It is idempotent; source ("one-click", "page", "api") goes into the
 // activity log. Messages already queued are cancelled when claimed.
 func (s *Service) Unsubscribe(ctx context.Context, token, source string) (*Subscriber, error) {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	id, err := s.signer.verify(token, signedUnsubscribe, s.now())
 	if err != nil {
 		return nil, err

@@ -159,6 +159,35 @@ func activate(t *testing.T, e *env, email string) *subscribers.Subscriber {
 	return e.subscriber(t, email)
 }
 
+// A bounced address stays suppressed: a signup for it answers the same and
+// sends nothing, whoever typed it.
+func TestSignupOfBouncedAddressSendsNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sub := activate(t, e, "gone@example.org")
+	if err := e.db.Update(ctx, func(tx subscribers.Tx) error {
+		s, err := tx.SubscriberByID(sub.ID)
+		if err != nil {
+			return err
+		}
+		s.Status = subscribers.StatusBounced
+		return tx.UpdateSubscriber(s)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.count(t, `SELECT COUNT(*) FROM messages`)
+	e.now = e.now.Add(24 * time.Hour)
+	if err := e.svc.Signup(ctx, signup("gone@example.org")); err != nil {
+		t.Fatalf("signup of a bounced address: %v", err)
+	}
+	if n := e.count(t, `SELECT COUNT(*) FROM messages`); n != before {
+		t.Errorf("a bounced address was sent %d messages", n-before)
+	}
+	if s := e.subscriber(t, "gone@example.org"); s.Status != subscribers.StatusBounced {
+		t.Errorf("status = %s, want bounced", s.Status)
+	}
+}
+
 func TestSignupRejectsBadInputAndStoresNothing(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct {
@@ -295,14 +324,29 @@ func TestUnsubscribe(t *testing.T) {
 		t.Errorf("a token for a missing subscriber: %v, want not_found", err)
 	}
 
-	// Coming back takes a new double opt-in.
+	// Coming back takes a new double opt-in: a signup changes nothing but
+	// sending a confirmation, and confirming applies the new choices.
 	e.now = e.now.Add(time.Hour)
-	if err := e.svc.Signup(ctx, signup("leaver@example.org")); err != nil {
+	req := signup("leaver@example.org")
+	req.Newsletters = []string{"weekly"}
+	if err := e.svc.Signup(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if s := e.subscriber(t, "leaver@example.org"); s.Status != subscribers.StatusPending {
-		t.Errorf("status after signing up again = %s, want pending", s.Status)
+	back := e.subscriber(t, "leaver@example.org")
+	if back.Status != subscribers.StatusUnsubscribed || strings.Join(back.Newsletters, ",") != "daily,weekly" {
+		t.Errorf("after signing up again, before confirming: %+v; want unsubscribed with the old choices", back)
 	}
+	if n := e.count(t, `SELECT COUNT(*) FROM messages WHERE subscriber_id = ? AND kind = 'confirmation'`, sub.ID); n != 2 {
+		t.Errorf("confirmations = %d, want 2 (the first signup's and this one)", n)
+	}
+	tok, err := e.svc.IssueConfirmToken(ctx, sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.svc.Confirm(ctx, tok, ""); err != nil || got.Status != subscribers.StatusActive || strings.Join(got.Newsletters, ",") != "weekly" {
+		t.Errorf("confirm after resubscribing: %+v, %v; want active with weekly", got, err)
+	}
+
 }
 
 func TestImport(t *testing.T) {
