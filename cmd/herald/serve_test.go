@@ -175,6 +175,10 @@ func TestRendererCancels(t *testing.T) {
 	}
 	active := importOne("active@example.org", subscribers.StatusActive)
 	pending := importOne("pending@example.org", subscribers.StatusPending)
+	left := importOne("left@example.org", subscribers.StatusActive)
+	if _, err := subs.Unsubscribe(ctx, subs.UnsubscribeToken(left), "page"); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		kind   string
@@ -186,6 +190,11 @@ func TestRendererCancels(t *testing.T) {
 		{subscribers.KindWelcome, 999, true},
 		{subscribers.KindConfirmation, pending, false},
 		{subscribers.KindWelcome, active, false},
+		// An unsubscribed reader who signs up again gets the confirmation,
+		// and nothing else.
+		{subscribers.KindConfirmation, left, false},
+		{subscribers.KindWelcome, left, true},
+		{"some-future-kind", left, true},
 	}
 	for _, tt := range tests {
 		job := delivery.Job{Kind: tt.kind, SubscriberID: tt.id, MessageID: "test." + tt.kind + "@passblue.example", CreatedAt: time.Now()}

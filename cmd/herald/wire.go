@@ -193,9 +193,10 @@ func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store
 		digests: digests, editions: newEditionCache(editionCacheSize), zones: zones}
 }
 
-// Render composes job's email. A confirmation for a reader who is no longer
-// pending, a welcome for one who is not active, and any email to a reader
-// who has been erased are cancelled (delivery.ErrCancel).
+// Render composes job's email. A confirmation for a reader who is neither
+// pending nor unsubscribed, any other email for a reader who is not active,
+// and any email to a reader who has been erased are cancelled
+// (delivery.ErrCancel).
 func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email, error) {
 	sub, err := r.store.FindSubscriberByID(ctx, job.SubscriberID)
 	if herald.IsCode(err, herald.ENOTFOUND) {
@@ -203,11 +204,14 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 	} else if err != nil {
 		return nil, fmt.Errorf("render %s for subscriber %d: %w", job.Kind, job.SubscriberID, err)
 	}
+	// Only a confirmation may go to someone who is not active (a pending
+	// signup, or an unsubscribed reader asking to come back); every other
+	// kind, including any added later, needs an active reader.
 	switch {
-	case job.Kind == subscribers.KindConfirmation && sub.Status != subscribers.StatusPending:
+	case job.Kind == subscribers.KindConfirmation && sub.Status != subscribers.StatusPending && sub.Status != subscribers.StatusUnsubscribed:
 		return nil, fmt.Errorf("confirmation for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
-	case job.Kind == subscribers.KindWelcome && sub.Status != subscribers.StatusActive:
-		return nil, fmt.Errorf("welcome for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
+	case job.Kind != subscribers.KindConfirmation && sub.Status != subscribers.StatusActive:
+		return nil, fmt.Errorf("%s for a subscriber who is %s: %w", job.Kind, sub.Status, delivery.ErrCancel)
 	case job.Kind == digest.KindDigest:
 		return r.renderDigest(ctx, job, sub)
 	}
