@@ -15,8 +15,10 @@ import (
 const (
 	// DefaultLimit is the page size of FindSubscribers when the filter sets none.
 	DefaultLimit = 50
-	// MaxLimit caps the page size of FindSubscribers.
-	MaxLimit = 500
+	// MaxLimit caps the page size of a store read. It is above the admin
+	// API's largest page (500) because the API asks for one row more than
+	// it shows, to know whether another page follows.
+	MaxLimit = 1000
 )
 
 // subscriberColumns lists what scanSubscriber reads, newsletters folded into
