@@ -43,6 +43,10 @@ type Subscriber struct {
 	// ConfirmSentAt is when the last confirmation email was queued; it
 	// throttles confirmations to one per ConfirmInterval.
 	ConfirmSentAt time.Time
+	// PausedUntil is when a reader's pause, chosen on the preference page,
+	// ends; until then they receive no digest. Zero, or a time past: not
+	// paused.
+	PausedUntil time.Time
 }
 
 // Consent is the proof of one signup: what the reader saw and chose, when and
@@ -156,7 +160,8 @@ type Tx interface {
 	// ECONFLICT when the address exists.
 	CreateSubscriber(s *Subscriber) error
 	// UpdateSubscriber writes s's name, status, newsletters, ConfirmedAt,
-	// ConfirmSentAt and UpdatedAt. ENOTFOUND when s.ID does not exist.
+	// ConfirmSentAt, PausedUntil and UpdatedAt. ENOTFOUND when s.ID does
+	// not exist.
 	UpdateSubscriber(s *Subscriber) error
 	// AddConsent inserts c and sets c.ID.
 	AddConsent(c *Consent) error

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"herald"
 	"herald/subscribers"
@@ -36,6 +39,10 @@ type fakeSubs struct {
 	list      []*subscribers.Subscriber
 	filters   []subscribers.Filter
 	pingErr   error
+	// Preference page: the updates received, and whether the subscriber
+	// Unsubscribe returns had confirmed once.
+	prefs          []subscribers.PreferencesUpdate
+	unsubConfirmed bool
 }
 
 func newFakeSubs() *fakeSubs { return &fakeSubs{confirmed: map[string]bool{}} }
@@ -126,6 +133,9 @@ func (f *fakeSubs) Unsubscribe(_ context.Context, token, source string) (*subscr
 	f.unsubSrc = append(f.unsubSrc, source)
 	s := f.subscriber()
 	s.Status = subscribers.StatusUnsubscribed
+	if f.unsubConfirmed {
+		s.ConfirmedAt = fakeDate()
+	}
 	return s, nil
 }
 
@@ -284,3 +294,59 @@ func wantHeader(t *testing.T, rec *httptest.ResponseRecorder, name, want string)
 		t.Errorf("header %s = %q, want %q", name, got, want)
 	}
 }
+
+// fakeDate is when the fake's preferences subscriber is paused to
+// (tokPaused) and when the subscriber Unsubscribe returns confirmed.
+func fakeDate() time.Time { return time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC) }
+
+// tokPaused is a preferences token whose subscriber is paused.
+const tokPaused = "paused-token"
+
+// prefsSubscriber is the subscriber the preference tokens name: active,
+// receiving the daily newsletter only.
+func (f *fakeSubs) prefsSubscriber(token string) (*subscribers.Subscriber, error) {
+	switch token {
+	case tokGood, tokPaused:
+		s := &subscribers.Subscriber{ID: 7, Email: "jane@example.org", Name: "Jane", Status: subscribers.StatusActive, Newsletters: []string{"daily"}}
+		if token == tokPaused {
+			s.PausedUntil = fakeDate()
+		}
+		return s, nil
+	case tokExpired:
+		return nil, herald.Errorf(herald.EGONE, "This link has expired. Please use the link from your most recent email.")
+	}
+	return nil, herald.Errorf(herald.ENOTFOUND, "This link is not valid.")
+}
+
+func (f *fakeSubs) CheckPreferencesToken(_ context.Context, token string) (*subscribers.Subscriber, error) {
+	f.record("CheckPreferencesToken")
+	return f.prefsSubscriber(token)
+}
+
+// UpdatePreferences applies p as the service would for an active reader;
+// a newsletter "retired" is refused as unknown, standing for the rules
+// only the service knows.
+func (f *fakeSubs) UpdatePreferences(_ context.Context, token string, p subscribers.PreferencesUpdate) (*subscribers.Subscriber, error) {
+	f.record("UpdatePreferences")
+	s, err := f.prefsSubscriber(token)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prefs = append(f.prefs, p)
+	switch {
+	case p.UnsubscribeAll || len(p.Newsletters) == 0:
+		s.Status = subscribers.StatusUnsubscribed
+		if !p.UnsubscribeAll {
+			s.Name = p.Name
+		}
+	case slices.Contains(p.Newsletters, "retired"):
+		return nil, herald.Errorf(herald.EINVALID, "Unknown newsletter: %q.", "retired")
+	default:
+		s.Newsletters, s.Name, s.PausedUntil = p.Newsletters, p.Name, p.PauseUntil
+	}
+	return s, nil
+}
+
+func (f *fakeSubs) PreferencesToken(id int64) string { return "prefs-" + strconv.FormatInt(id, 10) }

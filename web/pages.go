@@ -209,7 +209,8 @@ type unsubscribePage struct {
 // unsubscribedPage confirms that mail has stopped.
 type unsubscribedPage struct {
 	basePage
-	Masked string
+	Masked      string
+	Resubscribe *resubscribeOffer // nil: only "Sign up again"
 }
 
 // errorPage explains a failure in a sentence and offers one way on.

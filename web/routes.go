@@ -14,6 +14,9 @@ func (s *Server) registerRoutes() {
 	e.GET("/unsubscribe/:token", s.handleUnsubscribePage)
 	e.POST("/unsubscribe/:token", s.handleUnsubscribe) // also the RFC 8058 one-click target
 
+	e.GET("/preferences/:token", s.handlePreferencesPage)
+	e.POST("/preferences/:token", s.handlePreferences)
+
 	e.GET("/archive", s.handleArchive)
 	e.GET("/archive.atom", s.handleArchiveFeed)
 	e.GET("/archive/:newsletter", s.handleNewsletterArchive) // also "/archive/{id}.atom", its feed

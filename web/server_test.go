@@ -34,6 +34,7 @@ func TestTemplates(t *testing.T) {
 		pageError:        errorPage{basePage: s.base("t"), Status: 404, Message: "m", LinkURL: "/", LinkText: "x"},
 		pageArchive:      sampleArchivePage(s),
 		pageArchiveIssue: sampleArchiveIssuePage(s),
+		pagePreferences:  samplePreferencesPage(s),
 	}
 	names := p.names()
 	if len(names) != len(samples) {

@@ -44,7 +44,7 @@ func (s *Server) handleUnsubscribe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := unsubscribedPage{basePage: s.base("You have been unsubscribed"), Masked: maskEmail(sub.Email)}
+	p := unsubscribedPage{basePage: s.base("You have been unsubscribed"), Masked: maskEmail(sub.Email), Resubscribe: s.resubscribeOffer(sub)}
 	p.NoIndex = true
 	return s.render(c, http.StatusOK, pageUnsubscribed, p)
 }

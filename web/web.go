@@ -89,6 +89,17 @@ type Subscribers interface {
 	// Unsubscribe stops all mail to the token's subscriber; idempotent.
 	// ENOTFOUND and EGONE as CheckUnsubscribeToken.
 	Unsubscribe(ctx context.Context, token, source string) (*subscribers.Subscriber, error)
+	// CheckPreferencesToken changes nothing: ENOTFOUND for a forged token,
+	// EGONE for an expired one.
+	CheckPreferencesToken(ctx context.Context, token string) (*subscribers.Subscriber, error)
+	// UpdatePreferences saves a reader's choices from their preference
+	// page: EINVALID naming what is wrong, ECONFLICT when the address may
+	// not be changed from a form; ENOTFOUND and EGONE as
+	// CheckPreferencesToken.
+	UpdatePreferences(ctx context.Context, token string, p subscribers.PreferencesUpdate) (*subscribers.Subscriber, error)
+	// PreferencesToken returns the signed token of a subscriber's
+	// preference page links; it writes nothing.
+	PreferencesToken(subscriberID int64) string
 	// FindSubscribers returns the subscribers matching f, ordered by id;
 	// EINVALID for a bad filter.
 	FindSubscribers(ctx context.Context, f subscribers.Filter) ([]*subscribers.Subscriber, error)

@@ -24,7 +24,7 @@ const (
 // subscriberColumns lists what scanSubscriber reads, newsletters folded into
 // one space-separated, sorted column (newsletter ids contain no spaces).
 const subscriberColumns = `s.id, s.email, s.name, s.status, s.created_at, s.updated_at,
-    s.confirmed_at, s.confirm_sent_at,
+    s.confirmed_at, s.confirm_sent_at, s.paused_until,
     (SELECT group_concat(n.newsletter_id, ' ' ORDER BY n.newsletter_id)
        FROM subscriber_newsletters n WHERE n.subscriber_id = s.id)`
 
@@ -34,13 +34,13 @@ type scanner interface {
 
 func scanSubscriber(row scanner) (*subscribers.Subscriber, error) {
 	var (
-		s                                        subscribers.Subscriber
-		status                                   string
-		created, updated, confirmed, confirmSent sql.NullInt64
-		newsletters                              sql.NullString
+		s                                                subscribers.Subscriber
+		status                                           string
+		created, updated, confirmed, confirmSent, paused sql.NullInt64
+		newsletters                                      sql.NullString
 	)
 	if err := row.Scan(&s.ID, &s.Email, &s.Name, &status, &created, &updated,
-		&confirmed, &confirmSent, &newsletters); err != nil {
+		&confirmed, &confirmSent, &paused, &newsletters); err != nil {
 		return nil, err
 	}
 	s.Status = subscribers.Status(status)
@@ -48,6 +48,7 @@ func scanSubscriber(row scanner) (*subscribers.Subscriber, error) {
 	s.UpdatedAt = decTime(updated)
 	s.ConfirmedAt = decTime(confirmed)
 	s.ConfirmSentAt = decTime(confirmSent)
+	s.PausedUntil = decTime(paused)
 	s.Newsletters = splitList(newsletters.String)
 	return &s, nil
 }
@@ -252,10 +253,10 @@ func (t *tx) CreateSubscriber(s *subscribers.Subscriber) error {
 		return herald.Errorf(herald.EINVALID, "Unknown status %q.", s.Status)
 	}
 	res, err := t.tx.ExecContext(t.ctx, `INSERT INTO subscribers
-        (email, name, status, created_at, updated_at, confirmed_at, confirm_sent_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        (email, name, status, created_at, updated_at, confirmed_at, confirm_sent_at, paused_until)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.Email, s.Name, string(s.Status), encTimeNN(s.CreatedAt), encTimeNN(s.UpdatedAt),
-		encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt))
+		encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt), encTime(s.PausedUntil))
 	if err != nil {
 		return translate(err, "create subscriber", "subscriber")
 	}
@@ -285,16 +286,18 @@ func (t *tx) addNewsletters(id int64, newsletters []string) error {
 }
 
 // UpdateSubscriber writes s's name, status, newsletters, ConfirmedAt,
-// ConfirmSentAt and UpdatedAt. ENOTFOUND when s.ID does not exist.
+// ConfirmSentAt, PausedUntil and UpdatedAt. ENOTFOUND when s.ID does not
+// exist.
 func (t *tx) UpdateSubscriber(s *subscribers.Subscriber) error {
 	if !s.Status.Valid() {
 		return herald.Errorf(herald.EINVALID, "Unknown status %q.", s.Status)
 	}
 	op := fmt.Sprintf("update subscriber %d", s.ID)
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE subscribers
-        SET name = ?, status = ?, updated_at = ?, confirmed_at = ?, confirm_sent_at = ?
+        SET name = ?, status = ?, updated_at = ?, confirmed_at = ?, confirm_sent_at = ?, paused_until = ?
         WHERE id = ?`,
-		s.Name, string(s.Status), encTimeNN(s.UpdatedAt), encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt), s.ID)
+		s.Name, string(s.Status), encTimeNN(s.UpdatedAt), encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt),
+		encTime(s.PausedUntil), s.ID)
 	if err != nil {
 		return translate(err, op, "subscriber")
 	}
