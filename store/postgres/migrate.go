@@ -1,0 +1,190 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migration is one numbered .sql file.
+type migration struct {
+	version int
+	name    string
+	sql     string
+	sum     string // sha256 of the file, to catch a shipped migration edited later
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, n := range names {
+		base := path.Base(n)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
+		}
+		b, err := migrationFS.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		// Hash without carriage returns, so a checkout that converts line
+		// endings does not look like an edited migration.
+		sum := sha256.Sum256([]byte(strings.ReplaceAll(string(b), "\r\n", "\n")))
+		ms = append(ms, migration{version: v, name: base, sql: string(b), sum: hex.EncodeToString(sum[:])})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share a version", ms[i-1].name, ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL
+)`
+
+// migrateLockName names the advisory lock every migrating instance takes
+// for the length of one migration's transaction.
+const migrateLockName = "migrate"
+
+// applied returns the checksums of the applied migrations by version.
+func applied(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (map[int]string, error) {
+	rows, err := q.Query(ctx, `SELECT version, checksum FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	done := make(map[int]string)
+	var v int
+	var sum string
+	_, err = pgx.ForEachRow(rows, []any{&v, &sum}, func() error {
+		done[v] = sum
+		return nil
+	})
+	return done, err
+}
+
+// check compares what the database applied with what this binary ships.
+func check(ms []migration, done map[int]string) error {
+	known := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+		if sum, ok := done[m.version]; ok && sum != m.sum {
+			return fmt.Errorf("migration %s was edited after it was applied; add a new migration instead", m.name)
+		}
+	}
+	for v := range done {
+		if !known[v] {
+			return fmt.Errorf("the database has migration %04d, unknown to this version of Herald (downgrade?)", v)
+		}
+	}
+	return nil
+}
+
+// Migrate applies the embedded migrations the database lacks, in order, each
+// in its own transaction, recording each in schema_migrations (in the first
+// schema of the search_path). It is safe to run at every start and from
+// several instances at once: each transaction first takes a transaction-
+// level advisory lock, so one instance applies a migration while the others
+// wait, then find it applied.
+func (db *DB) Migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	// Under the lock too: concurrent CREATE TABLE IF NOT EXISTS can fail
+	// on PostgreSQL's catalog unique indexes.
+	err = db.inTx(ctx, func(t pgx.Tx) error {
+		if _, err := t.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(migrateLockName)); err != nil {
+			return err
+		}
+		_, err := t.Exec(ctx, createMigrationsTable)
+		return err
+	})
+	if err != nil {
+		return translate(err, "migrate", "migration")
+	}
+	for _, m := range ms {
+		err := db.inTx(ctx, func(t pgx.Tx) error {
+			if _, err := t.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(migrateLockName)); err != nil {
+				return err
+			}
+			done, err := applied(ctx, t)
+			if err != nil {
+				return err
+			}
+			if err := check(ms, done); err != nil {
+				return err
+			}
+			if _, ok := done[m.version]; ok {
+				return nil
+			}
+			// No arguments: pgx sends the file in the simple protocol,
+			// which runs several statements.
+			if _, err := t.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err = t.Exec(ctx,
+				`INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)`,
+				m.version, m.name, m.sum, db.now())
+			return err
+		})
+		if err != nil {
+			return translate(err, "migrate "+m.name, "migration")
+		}
+	}
+	return nil
+}
+
+// MigrationsPending returns how many embedded migrations the database has not
+// applied yet. It fails when an applied migration was edited or is unknown.
+func (db *DB) MigrationsPending(ctx context.Context) (int, error) {
+	ms, err := migrations()
+	if err != nil {
+		return 0, fmt.Errorf("migrations pending: %w", err)
+	}
+	var exists bool
+	if err := db.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, translate(err, "migrations pending", "migration")
+	}
+	if !exists {
+		return len(ms), nil
+	}
+	done, err := applied(ctx, db.pool)
+	if err != nil {
+		return 0, translate(err, "migrations pending", "migration")
+	}
+	if err := check(ms, done); err != nil {
+		return 0, fmt.Errorf("migrations pending: %w", err)
+	}
+	pending := 0
+	for _, m := range ms {
+		if _, ok := done[m.version]; !ok {
+			pending++
+		}
+	}
+	return pending, nil
+}
