@@ -79,6 +79,11 @@ type Renderer interface {
 // ErrCancel, wrapped by a Renderer, settles a job as cancelled.
 var ErrCancel = errors.New("message no longer wanted")
 
+// ErrUnsendable, wrapped by a Renderer, settles a job as failed at once: the
+// message can never be rendered (bad data, a template that fails, a panic),
+// so retrying it for days would only repeat the failure.
+var ErrUnsendable = errors.New("message cannot be rendered")
+
 // Observer receives one call per attempted message, for metrics. Observe is
 // called from several goroutines at once and must not block. Releases are
 // not attempts and are not observed.

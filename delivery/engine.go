@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,6 +263,19 @@ func (e *Engine) dispatch(ctx context.Context, batch []Job, claimedAt time.Time,
 	}
 }
 
+// render calls the Renderer, turning a panic into ErrUnsendable so that one
+// broken message fails alone instead of taking the process down (and, after
+// the lease, again on every restart).
+func (e *Engine) render(ctx context.Context, j Job) (email *mailer.Email, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("renderer panicked", "job_id", j.ID, "kind", j.Kind, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			email, err = nil, fmt.Errorf("%w: panic: %v", ErrUnsendable, r)
+		}
+	}()
+	return e.renderer.Render(ctx, j)
+}
+
 // handle attempts one job, or releases it when it should not start now.
 func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
 	now := e.cfg.Now()
@@ -283,7 +297,7 @@ func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
 	defer cancel()
 	start := time.Now() // latency is measured, not scheduled: the real clock
 	var sendErr error
-	email, renderErr := e.renderer.Render(sendCtx, j.Job)
+	email, renderErr := e.render(sendCtx, j.Job)
 	if renderErr == nil {
 		sendErr = e.transport.Send(sendCtx, email)
 	}

@@ -32,6 +32,11 @@ func (e *Engine) judge(j Job, now time.Time, renderErr, sendErr error) verdict {
 			v.Error = redact(renderErr.Error())
 			return v
 		}
+		if errors.Is(renderErr, ErrUnsendable) || errors.Is(renderErr, mailer.ErrInvalidEmail) {
+			v.Outcome = OutcomeFailed
+			v.Error = redact(renderErr.Error())
+			return v
+		}
 	}
 	if err == nil {
 		v.Outcome = OutcomeSent
