@@ -31,6 +31,10 @@ type ComposerConfig struct {
 	PostalAddress string // printed in every footer (CAN-SPAM)
 	BaseURL       string // Herald's public URL (optional; links arrive whole in Data)
 	ListID        string // List-Id identifier, e.g. "news.passblue.example" (optional)
+	// TemplatesDir is the mail.templates_dir override directory
+	// (optional): a file there named like an embedded email template
+	// (digest.html.tmpl, layout.txt.tmpl, ...) replaces it.
+	TemplatesDir string
 	// ConfirmTTL is how long a confirmation link works, as the email says;
 	// default 48 hours.
 	ConfirmTTL time.Duration
@@ -93,6 +97,8 @@ type Composer struct {
 	ttl    string // ConfirmTTL in words
 	listID string // the List-Id header value, "" for none
 	kinds  map[string]*composed
+	digest digestTemplates
+	tset   *templateSet
 }
 
 type composed struct {
@@ -118,8 +124,12 @@ type view struct {
 // NewComposer parses the email templates under email/ in fsys (usually
 // templates.FS) once: for each kind, email/layout.txt.tmpl with
 // email/<kind>.txt.tmpl (text/template) and email/layout.html.tmpl with
-// email/<kind>.html.tmpl (html/template). It fails when a template is
-// missing or does not parse, or when cfg lacks SiteName, From or
+// email/<kind>.html.tmpl (html/template); and email/digest.txt.tmpl and
+// email/digest.html.tmpl on their own (see PrepareDigest). A file in
+// cfg.TemplatesDir with the name of one of those replaces it. It fails when
+// a template is missing or does not parse (the error names the file,
+// override path included, and the line), when cfg.TemplatesDir holds a
+// *.tmpl file that replaces nothing, or when cfg lacks SiteName, From or
 // PostalAddress.
 func NewComposer(cfg ComposerConfig, fsys fs.FS) (*Composer, error) {
 	if cfg.SiteName == "" {
@@ -158,17 +168,31 @@ func NewComposer(cfg ComposerConfig, fsys fs.FS) (*Composer, error) {
 		}
 		c.listID = string(appendPhrase([]byte("List-Id: "), cfg.SiteName, 0)[len("List-Id: "):]) + " <" + cfg.ListID + ">"
 	}
+	ts, err := newTemplateSet(fsys, cfg.TemplatesDir)
+	if err != nil {
+		return nil, fmt.Errorf("composer: %w", err)
+	}
+	c.tset = ts
 	funcs := ttemplate.FuncMap{"wrap": wrapText}
 	for _, k := range kindTable() {
-		tt, err := ttemplate.New(k.name).Funcs(funcs).ParseFS(fsys, "email/layout.txt.tmpl", "email/"+k.name+".txt.tmpl")
+		tt, err := ts.parseText(k.name, funcs, "layout.txt.tmpl", k.name+".txt.tmpl")
 		if err != nil {
 			return nil, fmt.Errorf("composer: parse %s text: %w", k.name, err)
 		}
-		ht, err := htemplate.New(k.name).ParseFS(fsys, "email/layout.html.tmpl", "email/"+k.name+".html.tmpl")
+		ht, err := ts.parseHTML(k.name, "layout.html.tmpl", k.name+".html.tmpl")
 		if err != nil {
 			return nil, fmt.Errorf("composer: parse %s html: %w", k.name, err)
 		}
 		c.kinds[k.name] = &composed{kind: k, text: tt, html: ht}
+	}
+	if c.digest.text, err = ts.parseText("digest", funcs, "digest.txt.tmpl"); err != nil {
+		return nil, fmt.Errorf("composer: parse digest text: %w", err)
+	}
+	if c.digest.html, err = ts.parseHTML("digest", "digest.html.tmpl"); err != nil {
+		return nil, fmt.Errorf("composer: parse digest html: %w", err)
+	}
+	if c.digest.domain, err = digestListDomain(&cfg); err != nil {
+		return nil, fmt.Errorf("composer: %w", err)
 	}
 	return c, nil
 }
@@ -228,10 +252,10 @@ func (c *Composer) Compose(kind string, d Data) (*Email, error) {
 	}
 	var text, html bytes.Buffer
 	if err := k.text.ExecuteTemplate(&text, "layout", v); err != nil {
-		return nil, fmt.Errorf("compose %s text: %w", kind, err)
+		return nil, fmt.Errorf("compose %s text%s: %w", kind, c.tset.describe(), err)
 	}
 	if err := k.html.ExecuteTemplate(&html, "layout", v); err != nil {
-		return nil, fmt.Errorf("compose %s html: %w", kind, err)
+		return nil, fmt.Errorf("compose %s html%s: %w", kind, c.tset.describe(), err)
 	}
 	e := &Email{
 		FromName:  c.cfg.FromName,
@@ -283,6 +307,7 @@ func checkURL(field, s string, required bool) error {
 // when it should be left out (see Compose).
 func greetingName(name string) string {
 	var b strings.Builder
+	b.Grow(len(name))
 	space := false
 	for _, r := range name {
 		switch {
@@ -312,10 +337,15 @@ func greetingName(name string) string {
 // letter or digit and two more (a domain such as "evil.example"). Initials
 // such as "J.R.R. Tolkien" pass.
 func looksLikeLink(s string) bool {
-	lower := strings.ToLower(s)
-	// Full-width and ideographic stops are treated as dots by some
-	// linkifiers.
-	lower = strings.NewReplacer("\uff0e", ".", "\u3002", ".", "\uff61", ".").Replace(lower)
+	lower := strings.Map(func(r rune) rune {
+		switch r {
+		case '\uff0e', '\u3002', '\uff61':
+			// Full-width and ideographic stops are treated as dots by
+			// some linkifiers.
+			return '.'
+		}
+		return unicode.ToLower(r)
+	}, s)
 	for _, bad := range []string{"://", "www.", "@", "/", "\\", "mailto:", "\uff20"} {
 		if strings.Contains(lower, bad) {
 			return true

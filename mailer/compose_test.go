@@ -20,7 +20,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
-func testComposer(t *testing.T) *Composer {
+func testComposer(t testing.TB) *Composer {
 	t.Helper()
 	c, err := NewComposer(ComposerConfig{
 		SiteName:      "PassBlue",
@@ -284,9 +284,10 @@ func fsWithout(t *testing.T, skip string) fs.FS {
 }
 
 // TestEveryEmailTemplateParses parses every file under email/ with the
-// engine its name calls for, and checks each belongs to a kind Compose knows.
+// engine its name calls for, and checks each belongs to a kind Compose knows
+// (or is the layout or the digest).
 func TestEveryEmailTemplateParses(t *testing.T) {
-	known := map[string]bool{"layout": true}
+	known := map[string]bool{"layout": true, "digest": true}
 	for _, k := range kindTable() {
 		known[k.name] = true
 	}

@@ -35,6 +35,14 @@ type Email struct {
 	Headers   []Header // List-Unsubscribe, List-Unsubscribe-Post, List-Id, ...
 	// ReturnPath is the envelope sender (MAIL FROM); empty means From.
 	ReturnPath string
+
+	// splice is set by DigestTemplate.Email: AppendTo then writes the
+	// message from the pre-encoded digest, as long as the fields above
+	// still hold what DigestTemplate.Email put there.
+	splice *digestSplice
+	// invalid is why DigestTemplate.Email could not build the message;
+	// Validate returns it.
+	invalid error
 }
 
 // Transport moves an encoded email to its next hop. Send may be called from

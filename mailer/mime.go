@@ -67,9 +67,16 @@ func (e *Email) sizeHint() int {
 
 // AppendTo appends the encoded message (see WriteTo) to dst and returns the
 // extended slice. On error dst is returned unchanged.
+//
+// An Email from DigestTemplate.Email is written from the digest's
+// pre-encoded parts (DigestTemplate.AppendTo), unless a field has been
+// changed since, in which case it is encoded afresh like any other.
 func (e *Email) AppendTo(dst []byte) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return dst, err
+	}
+	if e.splice != nil && e.splice.matches(e) {
+		return e.splice.appendTo(dst), nil
 	}
 	b := dst
 
@@ -111,7 +118,7 @@ func (e *Email) AppendTo(dst []byte) ([]byte, error) {
 	switch {
 	case e.Text != "" && e.HTML != "":
 		var boundary [48]byte
-		bnd := e.boundary(boundary[:0])
+		bnd := appendBoundary(boundary[:0], e.MessageID)
 		b = append(b, "Content-Type: multipart/alternative;\r\n boundary=\""...)
 		b = append(b, bnd...)
 		b = append(b, "\"\r\n\r\n"...)
@@ -130,12 +137,12 @@ func (e *Email) AppendTo(dst []byte) ([]byte, error) {
 	return b, nil
 }
 
-// boundary derives the multipart boundary from the Message-ID so the same
-// message always encodes the same way. It starts with "=_", a sequence that
-// quoted-printable output can never contain, so no body line can collide
-// with it.
-func (e *Email) boundary(dst []byte) []byte {
-	sum := sha256.Sum256([]byte(e.MessageID))
+// appendBoundary derives the multipart boundary from the Message-ID so the
+// same message always encodes the same way. It starts with "=_", a sequence
+// that quoted-printable output can never contain, so no body line can
+// collide with it.
+func appendBoundary(dst []byte, messageID string) []byte {
+	sum := sha256.Sum256([]byte(messageID))
 	dst = append(dst, "=_herald"...)
 	return hex.AppendEncode(dst, sum[:16])
 }
@@ -160,6 +167,9 @@ func appendPart(b []byte, contentType, body string) []byte {
 // every address a bare addr-spec, a non-zero Date, a text or HTML body, and
 // no control characters in any header value. Its errors wrap ErrInvalidEmail.
 func (e *Email) Validate() error {
+	if e.invalid != nil {
+		return e.invalid
+	}
 	if err := checkAddr("From", e.From); err != nil {
 		return err
 	}
@@ -524,14 +534,39 @@ func foldLast(b []byte, start int) []byte {
 // trailing white space is escaped. The output always ends without a line
 // break unless s does.
 func appendQuotedPrintable(b []byte, s string) []byte {
+	return appendQP(b, s, false)
+}
+
+// appendQPSegment appends s as one segment of a quoted-printable body that
+// is encoded in pieces (see DigestTemplate). Like appendQuotedPrintable it
+// starts a new encoded line; when more is set (another segment follows) the
+// white space at the end of s stays literal, since it does not end a line,
+// and the output ends with a soft line break unless s ends with a line
+// break. So every segment both starts and ends at the start of an encoded
+// line, and segments encoded apart concatenate into a valid body that
+// decodes to the concatenation of their texts.
+func appendQPSegment(b []byte, s string, more bool) []byte {
+	if s == "" {
+		return b
+	}
+	b = appendQP(b, s, more)
+	if more && s[len(s)-1] != '\n' {
+		b = append(b, "=\r\n"...)
+	}
+	return b
+}
+
+// appendQP is appendQuotedPrintable; more says that s does not end the
+// body, so white space at its end is not trailing.
+func appendQP(b []byte, s string, more bool) []byte {
 	lineLen := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		// Fast path: copy a run of characters that stay literal, up to
 		// the end of the line budget.
-		if lineLen < 75 && qpSafe(s, i) && !(lineLen == 0 && c == 'F' && strings.HasPrefix(s[i:], "From ")) {
+		if lineLen < 75 && qpSafe(s, i, more) && !(lineLen == 0 && c == 'F' && strings.HasPrefix(s[i:], "From ")) {
 			j, limit := i+1, min(len(s), i+75-lineLen)
-			for j < limit && qpSafe(s, j) {
+			for j < limit && qpSafe(s, j, more) {
 				j++
 			}
 			b = append(b, s[i:j]...)
@@ -548,7 +583,7 @@ func appendQuotedPrintable(b []byte, s string) []byte {
 			lineLen = 0
 			continue
 		}
-		literal := qpSafe(s, i)
+		literal := qpSafe(s, i, more)
 		// A line starting with '.' is harmless (SMTP dot-stuffs) but
 		// "From " at the start of a line gets mangled by mbox writers.
 		if lineLen == 0 && c == 'F' && strings.HasPrefix(s[i:], "From ") {
@@ -575,8 +610,8 @@ func appendQuotedPrintable(b []byte, s string) []byte {
 
 // qpSafe reports whether s[i] may stay literal in quoted-printable: a
 // printable ASCII character other than '=', or a space or tab that does not
-// end a line.
-func qpSafe(s string, i int) bool {
+// end a line (the end of s ends a line unless more is set).
+func qpSafe(s string, i int, more bool) bool {
 	c := s[i]
 	if c >= '!' && c <= '~' {
 		return c != '='
@@ -585,5 +620,8 @@ func qpSafe(s string, i int) bool {
 		return false
 	}
 	i++
-	return i < len(s) && s[i] != '\n' && !(s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n')
+	if i == len(s) {
+		return more
+	}
+	return s[i] != '\n' && !(s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n')
 }
