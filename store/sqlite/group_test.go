@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -79,5 +80,34 @@ func TestWriteAfterClose(t *testing.T) {
 	err := db.Update(context.Background(), func(subscribers.Tx) error { return nil })
 	if !herald.IsCode(err, herald.EUNAVAILABLE) {
 		t.Errorf("write after close: %v, want unavailable", err)
+	}
+}
+
+// A panic inside one write transaction fails that transaction alone; the
+// write loop lives on and serves the next writers.
+func TestGroupCommitSurvivesAPanic(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)
+	err := db.Update(ctx, func(tx subscribers.Tx) error {
+		if err := tx.CreateSubscriber(&subscribers.Subscriber{Email: "doomed@example.org", Status: subscribers.StatusPending, CreatedAt: now, UpdatedAt: now}); err != nil {
+			return err
+		}
+		var m map[string]int
+		m["boom"]++
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("Update with a panic = %v, want an error saying so", err)
+	}
+	err = db.Update(ctx, func(tx subscribers.Tx) error {
+		return tx.CreateSubscriber(&subscribers.Subscriber{Email: "after@example.org", Status: subscribers.StatusPending, CreatedAt: now, UpdatedAt: now})
+	})
+	if err != nil {
+		t.Fatalf("the next write after a panic: %v", err)
+	}
+	subs, err := db.FindSubscribers(ctx, subscribers.Filter{Limit: 10})
+	if err != nil || len(subs) != 1 || subs[0].Email != "after@example.org" {
+		t.Errorf("stored %+v, %v; want only after@example.org", subs, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,7 +368,7 @@ func (db *DB) runGroup(group []*writeReq) {
 		}
 		ctx := context.WithoutCancel(req.ctx)
 		if len(group) == 1 {
-			errs[i] = req.fn(ctx, t)
+			errs[i] = safeCall(ctx, t, req.fn)
 		} else {
 			errs[i] = db.inSavepoint(ctx, t, req.fn)
 		}
@@ -400,6 +401,18 @@ func (db *DB) runGroup(group []*writeReq) {
 	answer()
 }
 
+// safeCall runs one write transaction's fn, turning a panic into that
+// transaction's error: the write loop serves every writer of the process and
+// must not die with one of them.
+func safeCall(ctx context.Context, t *sql.Tx, fn func(context.Context, *sql.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("write transaction panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return fn(ctx, t)
+}
+
 // errTxBroken means a savepoint could not be rolled back, so the whole group
 // transaction is abandoned.
 var errTxBroken = herald.Errorf(herald.EUNAVAILABLE, "The database could not complete the write. Please try again.")
@@ -410,7 +423,7 @@ func (db *DB) inSavepoint(ctx context.Context, t *sql.Tx, fn func(context.Contex
 	if _, err := t.Exec(`SAVEPOINT w`); err != nil {
 		return fmt.Errorf("savepoint: %w: %w", errTxBroken, err)
 	}
-	if err := fn(ctx, t); err != nil {
+	if err := safeCall(ctx, t, fn); err != nil {
 		if _, rerr := t.Exec(`ROLLBACK TO w`); rerr != nil {
 			return fmt.Errorf("rollback to savepoint: %w: %w", errTxBroken, rerr)
 		}
