@@ -810,6 +810,11 @@ func (l *loader) validate(c *Config) {
 	if c.SMTP.Password != "" && c.SMTP.Username == "" {
 		bad("smtp.username", "is required when smtp.password is set")
 	}
+	// The SMTP client refuses to send a password in clear to anything but
+	// this machine; say so now rather than fail every delivery later.
+	if c.Mail.Transport == "smtp" && c.SMTP.Username != "" && c.SMTP.TLS == "none" && !isLocalHost(c.SMTP.Host) {
+		bad("smtp.tls", "must be starttls or tls when smtp.username is set: the password would cross the network in clear (only a relay on localhost may use none)")
+	}
 	positive("smtp.timeout", c.SMTP.Timeout)
 
 	// delivery

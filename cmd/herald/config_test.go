@@ -280,6 +280,7 @@ func TestConfigValidation(t *testing.T) {
 		{"smtp host", minimalMail + "  transport: smtp\n", "smtp.host", "required"},
 		{"smtp tls", "smtp:\n  tls: ssl\n", "smtp.tls", "none, starttls, tls"},
 		{"smtp username", "smtp:\n  password: x\n", "smtp.username", "required"},
+		{"smtp password in clear", minimalMail + "  transport: smtp\nsmtp:\n  host: relay.example.net\n  tls: none\n  username: herald\n  password: x\n", "smtp.tls", "in clear"},
 		{"smtp connections", "smtp:\n  connections: 0\n", "smtp.connections", "must be 1-1000"},
 		{"signup limit", "limits:\n  signup_per_ip: -1\n", "limits.signup_per_ip", "must be 0-"},
 		{"workers", "delivery:\n  workers: -1\n", "delivery.workers", "must be 0-"},
