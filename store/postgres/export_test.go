@@ -47,3 +47,12 @@ func (db *DB) ExplainClaim(ctx context.Context) (string, error) {
 
 // LeaderKey exposes the advisory lock key of a leader name.
 func LeaderKey(name string) int64 { return lockKey("leader:" + name) }
+
+// MigrationCount returns how many migrations the package embeds.
+func MigrationCount() int {
+	ms, err := migrations()
+	if err != nil {
+		panic(err)
+	}
+	return len(ms)
+}

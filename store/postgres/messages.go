@@ -54,8 +54,8 @@ claimed AS (
     UPDATE messages m
     SET status = 'sending', lease_owner = $1, lease_until = $3, attempts = m.attempts + 1, updated_at = $2
     WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING m.id, m.priority, m.kind, m.subscriber_id, m.issue_id, m.message_id, m.attempts, m.created_at)
-SELECT c.id, c.kind, c.subscriber_id, c.issue_id, c.message_id, c.attempts, c.created_at,
+    RETURNING m.id, m.priority, m.kind, m.subscriber_id, m.issue_id, m.edition_id, m.message_id, m.attempts, m.created_at)
+SELECT c.id, c.kind, c.subscriber_id, c.issue_id, c.edition_id, c.message_id, c.attempts, c.created_at,
     s.email, s.name, s.status
 FROM claimed c
 LEFT JOIN LATERAL (
@@ -78,13 +78,13 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 	jobs := make([]delivery.Job, 0, limit)
 	var (
 		j                   delivery.Job
-		issue               pgtype.Int8
+		issue, edition      pgtype.Int8
 		created             pgtype.Timestamptz
 		email, name, status pgtype.Text // NULL if the reader was deleted meanwhile
 	)
-	_, err = pgx.ForEachRow(rows, []any{&j.ID, &j.Kind, &j.SubscriberID, &issue, &j.MessageID, &j.Attempts,
+	_, err = pgx.ForEachRow(rows, []any{&j.ID, &j.Kind, &j.SubscriberID, &issue, &edition, &j.MessageID, &j.Attempts,
 		&created, &email, &name, &status}, func() error {
-		j.IssueID = issue.Int64
+		j.IssueID, j.EditionID = issue.Int64, edition.Int64
 		j.CreatedAt = decTime(created)
 		j.Email, j.Name, j.SubscriberStatus = email.String, name.String, status.String
 		jobs = append(jobs, j)
