@@ -45,7 +45,11 @@ ALTER TABLE messages ADD COLUMN edition_id INTEGER REFERENCES editions (id);
 -- A reader's Since: their latest issue of a newsletter, found by walking
 -- their digest messages from the newest issue down (a few steps, however
 -- many issues they received). The status stays out of the index, so that
--- settling a message never rewrites it.
-CREATE INDEX messages_subscriber_issue ON messages (subscriber_id, issue_id) WHERE issue_id IS NOT NULL;
+-- settling a message never rewrites it. Its leading column serves what
+-- messages_subscriber (0001) did (cascades from subscribers, a subscriber's
+-- deliveries), so that one goes: every outbox row keeps the same number of
+-- indexes to write.
+CREATE INDEX messages_subscriber_issue ON messages (subscriber_id, issue_id);
+DROP INDEX messages_subscriber;
 -- No index on messages (edition_id): editions are never deleted, and every
 -- digest row would pay for it.
