@@ -26,6 +26,8 @@ func TestSendErrorClassification(t *testing.T) {
 		{"auth required", StageMail, 530, "5.7.0 Authentication required", false, true},
 		{"closing", StageData, 421, "4.3.2 Service shutting down", false, true},
 		{"content refused", StageData, 554, "5.6.0 Message refused", false, false},
+		{"pool busy", StageWait, 0, "", false, false},
+		{"relay down", StageDial, 0, "", false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

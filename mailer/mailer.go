@@ -81,6 +81,7 @@ func (e *SendError) Unwrap() error { return e.Err }
 
 // Stages of a send, as SendError.Stage reports them.
 const (
+	StageWait     = "wait"     // waiting for a free connection of the pool (temporary, not pool-wide)
 	StageDial     = "dial"     // connecting, implicit TLS handshake, greeting
 	StageHello    = "hello"    // EHLO/HELO
 	StageStartTLS = "starttls" // STARTTLS missing or failed

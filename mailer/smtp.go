@@ -124,7 +124,8 @@ var errClosed = errors.New("smtp transport closed")
 // Connections are open, and waits otherwise. Errors are *SendError: Stage
 // says where it failed, Code carries the SMTP reply, Permanent is set for 5xx
 // replies and invalid messages, PoolWide for 421 replies and connection
-// failures (including a ctx that ends while waiting for a free connection).
+// failures. A ctx that ends while waiting for a free connection is a
+// temporary StageWait error: the relay is busy, not down.
 // Cancelling ctx aborts the exchange at once.
 func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 	if err := e.Validate(); err != nil {
@@ -133,7 +134,7 @@ func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 	select {
 	case t.slots <- struct{}{}:
 	case <-ctx.Done():
-		return &SendError{Stage: StageDial, Err: fmt.Errorf("waiting for a connection: %w", context.Cause(ctx))}
+		return &SendError{Stage: StageWait, Err: fmt.Errorf("waiting for a connection: %w", context.Cause(ctx))}
 	}
 	defer func() { <-t.slots }()
 
