@@ -290,8 +290,10 @@ var errClosed = herald.Errorf(herald.EUNAVAILABLE, "The database is closed.")
 // loop that runs everything waiting (up to maxGroup) inside one IMMEDIATE
 // transaction, each in its own SAVEPOINT so that one failing rolls back only
 // its own changes, then commits once. Every caller returns only after the
-// commit that holds its changes, so durability is as if each had committed
-// alone. fn must not call db's write methods (it would wait for itself).
+// commit that holds its changes, so each is exactly as durable as a lone
+// commit: with synchronous=NORMAL in WAL mode that survives a crash of the
+// process, while a power cut may lose the last commits (never corrupt the
+// file). fn must not call db's write methods (it would wait for itself).
 //
 // fn receives ctx without its cancellation: once a write has started inside
 // a group it runs to its end (the driver would otherwise start a goroutine
