@@ -190,7 +190,7 @@ func parseImportRow(rec []string, cols map[string]int, line int, s *Service, rej
 		rejectf(line, raw, "%s", herald.ErrorMessage(err))
 		return importRow{}, false
 	}
-	name, err := NormalizeName(field("name"))
+	name, err := NormalizeName(undefuseCell(field("name")))
 	if err != nil {
 		rejectf(line, raw, "%s", herald.ErrorMessage(err))
 		return importRow{}, false
@@ -305,7 +305,7 @@ func (s *Service) Export(ctx context.Context, w io.Writer) (int, error) {
 	n := 0
 	rec := make([]string, 6)
 	err := s.store.EachSubscriber(ctx, func(sub *Subscriber) error {
-		rec[0], rec[1], rec[2], rec[3] = sub.Email, sub.Name, strings.Join(sub.Newsletters, " "), string(sub.Status)
+		rec[0], rec[1], rec[2], rec[3] = sub.Email, defuseCell(sub.Name), strings.Join(sub.Newsletters, " "), string(sub.Status)
 		rec[4], rec[5] = formatTime(sub.CreatedAt), formatTime(sub.ConfirmedAt)
 		n++
 		return cw.Write(rec)
@@ -315,6 +315,25 @@ func (s *Service) Export(ctx context.Context, w io.Writer) (int, error) {
 	}
 	cw.Flush()
 	return n, cw.Error()
+}
+
+// defuseCell keeps a spreadsheet from running a cell as a formula: names come
+// from a public form, and "=HYPERLINK(...)" typed there must reach the
+// operator's spreadsheet as text. A leading quote is what spreadsheets take
+// as "text follows"; Import strips it again (undefuseCell).
+func defuseCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// undefuseCell undoes defuseCell, so an export re-imports unchanged.
+func undefuseCell(s string) string {
+	if len(s) > 1 && s[0] == '\'' && strings.ContainsRune("=+-@\t\r", rune(s[1])) {
+		return s[1:]
+	}
+	return s
 }
 
 func formatTime(t time.Time) string {

@@ -424,6 +424,31 @@ func TestImport(t *testing.T) {
 	}
 }
 
+// A name typed into the public form cannot become a spreadsheet formula in
+// the operator's export, and the export imports back unchanged.
+func TestExportDefusesFormulas(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const evil = `=HYPERLINK("http://evil.example","Click")`
+	if err := e.svc.Signup(ctx, subscribers.SignupRequest{Email: "f@example.org", Name: evil}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := e.svc.Export(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"'=HYPERLINK(`) {
+		t.Fatalf("export does not defuse the formula:\n%s", buf.String())
+	}
+	other := newEnv(t)
+	if _, err := other.svc.Import(ctx, &buf, subscribers.ImportOptions{Status: subscribers.StatusActive}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := other.subscriber(t, "f@example.org").Name; got != evil {
+		t.Errorf("re-imported name = %q, want %q", got, evil)
+	}
+}
+
 func TestExport(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
