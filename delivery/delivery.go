@@ -92,3 +92,17 @@ type Observer interface {
 	// latency spent rendering and sending it.
 	Observe(kind string, outcome Outcome, latency time.Duration)
 }
+
+// DefaultRelay names, in RelayError calls, a relay that a send error does not
+// name (a transport other than a mailer.Router).
+const DefaultRelay = "default"
+
+// RelayErrorObserver is an Observer that also counts relay errors. The engine
+// calls RelayError, from several goroutines at once, for every attempt whose
+// send failed with a *mailer.SendError (except a message that cannot be
+// encoded): relay is the name a *mailer.RelayError in the chain gives, or
+// DefaultRelay; code is the SMTP reply code, 0 when there was none (a
+// network error). It must not block.
+type RelayErrorObserver interface {
+	RelayError(relay string, code int)
+}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"herald/mailer"
 )
 
@@ -52,7 +54,21 @@ type Config struct {
 	// failure (421, relay unreachable); consecutive pauses without a
 	// success in between double, up to PauseMax. Defaults 10s and 10m.
 	PauseBase, PauseMax time.Duration
-	// Observer, if set, is told of every attempt.
+	// RatePerSecond caps how many sends start per second, across all
+	// workers: a token bucket that holds a tenth of a second's worth (at
+	// least one). A worker waits for its token before rendering; a job
+	// whose turn would come after the first half of its lease is released,
+	// due when the rate would allow it, so keep BatchSize below
+	// RatePerSecond * Lease/2. Zero or less: no limit.
+	RatePerSecond float64
+	// PerDomainConcurrency caps the sends in flight at once to one
+	// recipient domain (the part of the address after the @, lowercased).
+	// A worker whose job would exceed it waits for a slot, so a batch
+	// full of one domain runs at this concurrency whatever Workers is.
+	// Zero or less: no limit.
+	PerDomainConcurrency int
+	// Observer, if set, is told of every attempt. If it also implements
+	// RelayErrorObserver, it is told of every relay error.
 	Observer Observer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -125,6 +141,10 @@ type Engine struct {
 	rnd       func(int64) int64 // returns [0, n)
 	wake      chan struct{}
 	running   atomic.Bool
+	limiter   *rate.Limiter  // nil: no rate limit
+	limiterMu sync.Mutex     // orders reservations by time
+	domains   *domainLimiter // nil: no per-domain limit
+	waitUntil func(ctx context.Context, until time.Time) error
 
 	claimed, sent, retried, failed, bounced, cancelled, released atomic.Int64
 
@@ -136,7 +156,7 @@ type Engine struct {
 // sends through t. It does nothing until Run.
 func New(store Store, r Renderer, t mailer.Transport, cfg Config) *Engine {
 	cfg = cfg.withDefaults()
-	return &Engine{
+	e := &Engine{
 		store:     store,
 		renderer:  r,
 		transport: t,
@@ -145,7 +165,11 @@ func New(store Store, r Renderer, t mailer.Transport, cfg Config) *Engine {
 		rnd:       mrand.Int64N,
 		wake:      make(chan struct{}, 1),
 		pause:     circuit{base: cfg.PauseBase, max: cfg.PauseMax},
+		limiter:   newLimiter(cfg.RatePerSecond),
+		domains:   newDomainLimiter(cfg.PerDomainConcurrency),
 	}
+	e.waitUntil = func(ctx context.Context, until time.Time) error { return waitUntil(ctx, cfg.Now, until) }
+	return e
 }
 
 // Wake asks a running engine to look for due messages now rather than at its
@@ -276,20 +300,36 @@ func (e *Engine) render(ctx context.Context, j Job) (email *mailer.Email, err er
 	return e.renderer.Render(ctx, j)
 }
 
-// handle attempts one job, or releases it when it should not start now.
-func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
-	now := e.cfg.Now()
+// mayStart reports whether j may start at now, or returns the Result that
+// releases it.
+func (e *Engine) mayStart(ctx context.Context, j claimedJob, now time.Time) (Result, bool) {
 	if ctx.Err() != nil {
-		return e.release(j.Job, now, now)
+		return e.release(j.Job, now, now), false
 	}
 	if until, paused := e.pausedUntil(now); paused {
-		return e.release(j.Job, now, until)
+		return e.release(j.Job, now, until), false
 	}
-	if now.Sub(j.claimedAt) > e.cfg.Lease/2 {
+	if now.After(e.startBy(j)) {
 		// Too little lease left to be sure the result lands before
 		// another instance may claim the row and send it again.
-		return e.release(j.Job, now, now)
+		return e.release(j.Job, now, now), false
 	}
+	return Result{}, true
+}
+
+// startBy is the latest time j may start: half-way through its lease.
+func (e *Engine) startBy(j claimedJob) time.Time { return j.claimedAt.Add(e.cfg.Lease / 2) }
+
+// handle attempts one job, or releases it when it should not start now.
+func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
+	if res, ok := e.mayStart(ctx, j, e.cfg.Now()); !ok {
+		return res
+	}
+	done, res, ok := e.throttle(ctx, j)
+	if !ok {
+		return res
+	}
+	defer done()
 
 	// A send that has started is finished even if ctx is cancelled
 	// meanwhile: abandoning it half-way would leave its fate unknown.
@@ -303,7 +343,7 @@ func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
 	}
 	latency := time.Since(start)
 
-	now = e.cfg.Now()
+	now := e.cfg.Now()
 	v := e.judge(j.Job, now, renderErr, sendErr)
 	var until time.Time
 	began := false
@@ -323,8 +363,31 @@ func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
 	if e.cfg.Observer != nil {
 		e.cfg.Observer.Observe(j.Kind, v.Outcome, latency)
 	}
+	if renderErr == nil && sendErr != nil {
+		e.observeRelayError(sendErr)
+	}
 	e.logResult(j.Job, v, renderErr != nil)
 	return v.Result
+}
+
+// observeRelayError tells a RelayErrorObserver of a failed send, when the
+// transport said why (a *mailer.SendError) and the message itself was not
+// the problem.
+func (e *Engine) observeRelayError(err error) {
+	o, ok := e.cfg.Observer.(RelayErrorObserver)
+	if !ok {
+		return
+	}
+	var se *mailer.SendError
+	if !errors.As(err, &se) || se.Stage == mailer.StageEncode {
+		return
+	}
+	relay := DefaultRelay
+	var re *mailer.RelayError
+	if errors.As(err, &re) && re.Relay != "" {
+		relay = re.Relay
+	}
+	o.RelayError(relay, se.Code)
 }
 
 // release hands j back unattempted, due again at next.
