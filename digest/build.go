@@ -27,8 +27,8 @@ const FutureSkew = 5 * time.Minute
 // not.
 const LateIngest = 48 * time.Hour
 
-// withDefaults returns n with its zero limits set to the defaults, tags
-// lower-cased, and NewReaderArticles at most MaxArticles.
+// withDefaults returns n with its zero limits set to the defaults, and
+// NewReaderArticles at most MaxArticles.
 func (n Newsletter) withDefaults() Newsletter {
 	if n.MaxArticles <= 0 {
 		n.MaxArticles = DefaultMaxArticles
@@ -39,15 +39,6 @@ func (n Newsletter) withDefaults() Newsletter {
 	n.NewReaderArticles = min(n.NewReaderArticles, n.MaxArticles)
 	if n.Lookback <= 0 {
 		n.Lookback = DefaultLookback
-	}
-	if len(n.Tags) > 0 {
-		tags := make([]string, 0, len(n.Tags))
-		for _, t := range n.Tags {
-			if t = strings.ToLower(strings.TrimSpace(t)); t != "" {
-				tags = append(tags, t)
-			}
-		}
-		n.Tags = tags
 	}
 	return n
 }

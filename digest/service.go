@@ -188,7 +188,10 @@ func (s *Service) SendNow(ctx context.Context, newsletterID string) (*Issue, err
 // after a slot stands for it). After downtime that spanned several slots
 // only the latest is sent: one catch-up issue, never a burst. Two passes or
 // two instances racing for a slot are settled by the store: one creates the
-// issue, the other gets ECONFLICT and moves on.
+// issue, the other gets ECONFLICT and moves on. An issue another process is
+// still building (herald digest send beside herald serve) may be resumed
+// alongside it: duplicate work, never a duplicate message, as EnqueueIssue
+// skips readers already enqueued and FinishBuilding counts again.
 //
 // An error with one newsletter does not stop the others; RunDue returns
 // them all, joined.
