@@ -253,6 +253,10 @@ func (r *renderer) renderDigest(ctx context.Context, job delivery.Job, sub *subs
 	if sub.Status != subscribers.StatusActive {
 		return nil, fmt.Errorf("digest for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
 	}
+	if sub.Paused(time.Now()) {
+		// Paused after the issue was built: the pause wins.
+		return nil, fmt.Errorf("digest for a subscriber who paused until %s: %w", sub.PausedUntil.Format(time.DateOnly), delivery.ErrCancel)
+	}
 	ed, err := r.editions.get(ctx, job.EditionID, func() (*preparedEdition, error) {
 		return r.prepareEdition(ctx, job.EditionID)
 	})
