@@ -46,7 +46,7 @@ func (db *DB) ExplainClaim(ctx context.Context) (string, error) {
 }
 
 // LeaderKey exposes the advisory lock key of a leader name.
-func LeaderKey(name string) int64 { return lockKey("leader:" + name) }
+func (db *DB) LeaderKey(name string) int64 { return db.leaderKey(name) }
 
 // MigrationCount returns how many migrations the package embeds.
 func MigrationCount() int {

@@ -36,8 +36,9 @@ var (
 
 // DB is an open Herald database on PostgreSQL. It is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool   *pgxpool.Pool
+	now    func() time.Time
+	schema string // the schema tables are created in: the first of the search_path
 
 	mu      sync.Mutex
 	leaders map[*leader]struct{} // held leader locks, released by Close
@@ -142,7 +143,12 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*DB, error) {
 		pool.Close()
 		return nil, translate(err, fmt.Sprintf("open postgres %s:%d/%s", pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.Database), "")
 	}
-	return &DB{pool: pool, now: cfg.now, leaders: make(map[*leader]struct{})}, nil
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT coalesce(current_schema(), '')`).Scan(&schema); err != nil {
+		pool.Close()
+		return nil, translate(err, "open postgres", "")
+	}
+	return &DB{pool: pool, now: cfg.now, schema: schema, leaders: make(map[*leader]struct{})}, nil
 }
 
 // Close releases the leader locks still held and closes the pool, waiting

@@ -2,12 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,86 +15,19 @@ import (
 	"herald/articles"
 	"herald/delivery"
 	"herald/store/postgres"
+	"herald/store/postgres/pgtest"
 	"herald/store/storetest"
 	"herald/subscribers"
 )
 
-// defaultDSN is the database .ci/run prepares: trust auth on 127.0.0.1.
-const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+// admin connects to the test database for schema work (pgtest.Admin).
+func admin(t testing.TB) *pgx.Conn { t.Helper(); return pgtest.Admin(t) }
 
-// testDSN returns the DSN of the test database, from HERALD_TEST_POSTGRES_DSN.
-func testDSN() string {
-	if dsn := os.Getenv("HERALD_TEST_POSTGRES_DSN"); dsn != "" {
-		return dsn
-	}
-	return defaultDSN
-}
+// newSchema creates an empty schema dropped when the test ends.
+func newSchema(t testing.TB) string { t.Helper(); return pgtest.NewSchema(t) }
 
-// admin connects to the test database for schema work. When PostgreSQL is
-// unreachable the test is skipped, or fails under CI=true, where the real
-// dependency must be there.
-func admin(t testing.TB) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testDSN())
-	if err != nil {
-		msg := fmt.Sprintf("PostgreSQL is not reachable at HERALD_TEST_POSTGRES_DSN (default %s): %v\n"+
-			"Start one, e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start` (trust auth for 127.0.0.1, "+
-			"a database named test), or run .ci/run, which sets it up.", defaultDSN, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return conn
-}
-
-// newSchema creates an empty schema with a unique name and drops it, with
-// everything in it, when the test ends.
-func newSchema(t testing.TB) string {
-	t.Helper()
-	var b [8]byte
-	rand.Read(b[:])
-	name := "t_" + hex.EncodeToString(b[:])
-	conn := admin(t)
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(t.Context(), `CREATE SCHEMA `+name); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, testDSN())
-		if err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+name+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	return name
-}
-
-// schemaDSN returns the test DSN with search_path set to schema; pgx passes
-// the parameter to the server on every connection of the pool.
-func schemaDSN(t testing.TB, schema string) string {
-	t.Helper()
-	dsn := testDSN()
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("HERALD_TEST_POSTGRES_DSN: %v", err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
-}
+// schemaDSN returns the test DSN with search_path set to schema.
+func schemaDSN(t testing.TB, schema string) string { t.Helper(); return pgtest.SchemaDSN(t, schema) }
 
 // openIn opens (without migrating) a store on schema, closed when the test
 // ends (before the schema is dropped).
@@ -130,7 +59,7 @@ func open(t testing.TB) *postgres.DB {
 // server is down, rather than once per subtest.
 func requireServer(t *testing.T) {
 	t.Helper()
-	admin(t).Close(t.Context())
+	pgtest.Require(t)
 }
 
 func TestContract(t *testing.T) {
@@ -425,7 +354,7 @@ func TestTryLeaderConnectionDies(t *testing.T) {
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
         WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND ((classid::bigint << 32) | objid::bigint) = $1`, postgres.LeaderKey(name)); err != nil {
+          AND ((classid::bigint << 32) | objid::bigint) = $1`, first.LeaderKey(name)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -586,4 +515,73 @@ func BenchmarkClaimSettle(b *testing.B) {
 		sent += len(jobs)
 	}
 	b.ReportMetric(float64(sent)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// TestLeadership: the lock is kept from one round to the next, another
+// instance cannot take it meanwhile, and it passes on when the holder
+// resigns or its session dies.
+func TestLeadership(t *testing.T) {
+	ctx := t.Context()
+	schema := newSchema(t)
+	first, second := openIn(t, schema), openIn(t, schema)
+	name := "scheduler"
+	a, b := first.Leadership(name), second.Leadership(name)
+	lead := func(l *postgres.Leadership) bool {
+		t.Helper()
+		release, ok, err := l.Lead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			release() // a no-op: the lock stays
+		}
+		return ok
+	}
+	for round := range 3 {
+		if !lead(a) {
+			t.Fatalf("round %d: the holder lost the lock", round)
+		}
+		if lead(b) {
+			t.Fatalf("round %d: a second instance got the lock", round)
+		}
+	}
+	a.Resign()
+	if !lead(b) || lead(a) {
+		t.Fatal("the lock did not pass on when its holder resigned")
+	}
+
+	// The holder's session dies: the next Lead of the other instance takes
+	// over, and the old holder, finding its connection dead, does not
+	// claim to lead.
+	conn := admin(t)
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND ((classid::bigint << 32) | objid::bigint) = $1`, second.LeaderKey(name)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !lead(a) {
+		if time.Now().After(deadline) {
+			t.Fatal("the lock did not pass on when its holder's session died")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lead(b) {
+		t.Fatal("the instance whose session died still leads")
+	}
+}
+
+// TestLeaderPerSchema: two sites in two schemas of one database each elect
+// their own leader.
+func TestLeaderPerSchema(t *testing.T) {
+	ctx := t.Context()
+	one, two := openIn(t, newSchema(t)), openIn(t, newSchema(t))
+	for _, db := range []*postgres.DB{one, two} {
+		release, ok, err := db.TryLeader(ctx, "scheduler")
+		if err != nil || !ok {
+			t.Fatalf("TryLeader = %v, %v; want the lock of its own schema", ok, err)
+		}
+		defer release()
+	}
 }

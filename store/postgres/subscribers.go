@@ -26,18 +26,18 @@ const (
 // subscriberColumns lists what scanSubscriber reads, newsletters folded into
 // one sorted array (newsletter_id is COLLATE "C": byte order).
 const subscriberColumns = `s.id, s.email, s.name, s.status, s.created_at, s.updated_at,
-    s.confirmed_at, s.confirm_sent_at,
+    s.confirmed_at, s.confirm_sent_at, s.paused_until,
     (SELECT array_agg(n.newsletter_id ORDER BY n.newsletter_id)
        FROM subscriber_newsletters n WHERE n.subscriber_id = s.id)`
 
 func scanSubscriber(row pgx.Row) (*subscribers.Subscriber, error) {
 	var (
-		s                                        subscribers.Subscriber
-		status                                   string
-		created, updated, confirmed, confirmSent pgtype.Timestamptz
+		s                                                subscribers.Subscriber
+		status                                           string
+		created, updated, confirmed, confirmSent, paused pgtype.Timestamptz
 	)
 	if err := row.Scan(&s.ID, &s.Email, &s.Name, &status, &created, &updated,
-		&confirmed, &confirmSent, &s.Newsletters); err != nil {
+		&confirmed, &confirmSent, &paused, &s.Newsletters); err != nil {
 		return nil, err
 	}
 	s.Status = subscribers.Status(status)
@@ -45,6 +45,7 @@ func scanSubscriber(row pgx.Row) (*subscribers.Subscriber, error) {
 	s.UpdatedAt = decTime(updated)
 	s.ConfirmedAt = decTime(confirmed)
 	s.ConfirmSentAt = decTime(confirmSent)
+	s.PausedUntil = decTime(paused)
 	if len(s.Newsletters) == 0 {
 		s.Newsletters = nil
 	}
@@ -272,13 +273,13 @@ func (t *tx) SubscriberByID(id int64) (*subscribers.Subscriber, error) {
 // statement. A taken address skips the insert (no row comes back) instead
 // of failing, so the transaction stays usable.
 const createSubscriberSQL = `WITH s AS (
-    INSERT INTO subscribers (email, name, status, created_at, updated_at, confirmed_at, confirm_sent_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO subscribers (email, name, status, created_at, updated_at, confirmed_at, confirm_sent_at, paused_until)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT DO NOTHING
     RETURNING id),
 n AS (
     INSERT INTO subscriber_newsletters (subscriber_id, newsletter_id)
-    SELECT s.id, x FROM s, unnest($8::text[]) AS x)
+    SELECT s.id, x FROM s, unnest($9::text[]) AS x)
 SELECT id FROM s`
 
 // CreateSubscriber inserts s with its newsletters and sets s.ID. ECONFLICT
@@ -290,7 +291,7 @@ func (t *tx) CreateSubscriber(s *subscribers.Subscriber) error {
 	var id int64
 	err := t.tx.QueryRow(t.ctx, createSubscriberSQL,
 		s.Email, s.Name, string(s.Status), s.CreatedAt, s.UpdatedAt,
-		encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt), uniqueIDs(s.Newsletters)).Scan(&id)
+		encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt), encTime(s.PausedUntil), uniqueIDs(s.Newsletters)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return conflict("create subscriber", "subscriber")
 	} else if err != nil {
@@ -305,20 +306,21 @@ func (t *tx) CreateSubscriber(s *subscribers.Subscriber) error {
 // kept ones left alone.
 const updateSubscriberSQL = `WITH s AS (
     UPDATE subscribers
-    SET name = $2, status = $3, updated_at = $4, confirmed_at = $5, confirm_sent_at = $6
+    SET name = $2, status = $3, updated_at = $4, confirmed_at = $5, confirm_sent_at = $6, paused_until = $7
     WHERE id = $1
     RETURNING id),
 d AS (
     DELETE FROM subscriber_newsletters n USING s
-    WHERE n.subscriber_id = s.id AND NOT n.newsletter_id = ANY ($7::text[])),
+    WHERE n.subscriber_id = s.id AND NOT n.newsletter_id = ANY ($8::text[])),
 i AS (
     INSERT INTO subscriber_newsletters (subscriber_id, newsletter_id)
-    SELECT s.id, x FROM s, unnest($7::text[]) AS x
+    SELECT s.id, x FROM s, unnest($8::text[]) AS x
     ON CONFLICT DO NOTHING)
 SELECT count(*) FROM s`
 
 // UpdateSubscriber writes s's name, status, newsletters, ConfirmedAt,
-// ConfirmSentAt and UpdatedAt. ENOTFOUND when s.ID does not exist.
+// ConfirmSentAt, PausedUntil and UpdatedAt. ENOTFOUND when s.ID does not
+// exist.
 func (t *tx) UpdateSubscriber(s *subscribers.Subscriber) error {
 	if !s.Status.Valid() {
 		return herald.Errorf(herald.EINVALID, "Unknown status %q.", s.Status)
@@ -327,7 +329,7 @@ func (t *tx) UpdateSubscriber(s *subscribers.Subscriber) error {
 	var n int
 	err := t.tx.QueryRow(t.ctx, updateSubscriberSQL,
 		s.ID, s.Name, string(s.Status), s.UpdatedAt, encTime(s.ConfirmedAt), encTime(s.ConfirmSentAt),
-		uniqueIDs(s.Newsletters)).Scan(&n)
+		encTime(s.PausedUntil), uniqueIDs(s.Newsletters)).Scan(&n)
 	if err != nil {
 		return translate(err, op, "subscriber")
 	}

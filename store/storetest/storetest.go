@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"SettleOutcomes", testSettleOutcomes},
 		{"SettleRelease", testSettleRelease},
 		{"SettleBounced", testSettleBounced},
+		{"PausedUntil", testPausedUntil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
