@@ -71,6 +71,14 @@ type DatabaseConfig struct {
 	Driver string `yaml:"driver"`
 	// DSN is a file path for sqlite, a connection string for postgres.
 	DSN string `yaml:"dsn"`
+	// MaxConns caps the connections of the postgres pool; 0 leaves it to
+	// the DSN's pool_max_conns, else the greater of 4 and the CPUs.
+	MaxConns int `yaml:"max_conns" range:"0-10000"`
+	// MinConns is how many postgres connections are kept open when idle.
+	MinConns int `yaml:"min_conns" range:"0-10000"`
+	// MaxConnLifetime is how long a postgres connection is used before it
+	// is replaced; 0 leaves it to the DSN, else one hour.
+	MaxConnLifetime time.Duration `yaml:"max_conn_lifetime"`
 }
 
 // MailConfig is what every outgoing email shares.
@@ -774,6 +782,16 @@ func (l *loader) validate(c *Config) {
 	oneOf("database.driver", c.Database.Driver, "sqlite", "postgres")
 	if strings.TrimSpace(c.Database.DSN) == "" {
 		bad("database.dsn", "is required: a file path for sqlite, a connection string for postgres")
+	}
+	if c.Database.MaxConns > 0 && c.Database.MinConns > c.Database.MaxConns {
+		bad("database.min_conns", "must be at most database.max_conns (%d), got %q", c.Database.MaxConns, strconv.Itoa(c.Database.MinConns))
+	}
+	if c.Database.MaxConnLifetime < 0 {
+		bad("database.max_conn_lifetime", "must be a positive duration, or 0 for the default, got %q", c.Database.MaxConnLifetime.String())
+	}
+	if c.Database.Driver == "postgres" && c.Database.MaxConns == 1 {
+		// The scheduler's leader lock keeps one connection for itself.
+		bad("database.max_conns", "must be at least 2 with postgres (the scheduler's leader lock holds one connection), got \"1\"")
 	}
 
 	// mail

@@ -103,7 +103,9 @@ func (s *sink) digests(t *testing.T, rcpt, name string) []*enmime.Envelope {
 // serve on the same database: every reader of daily gets one digest with
 // their own unsubscribe link and the articles they should get, nobody else
 // gets one, and a second send with nothing new sends nothing.
-func TestEndToEndDigest(t *testing.T) {
+func TestEndToEndDigest(t *testing.T) { eachEngine(t, testEndToEndDigest) }
+
+func testEndToEndDigest(t *testing.T) {
 	relay, port := startSink(t)
 	h := startHeraldWith(t, port, digestNewsletters)
 

@@ -297,7 +297,9 @@ func checkEveryEmail(t *testing.T, env *enmime.Envelope, base string) {
 // TestEndToEndDoubleOptIn walks a reader through signup, confirmation and
 // one-click unsubscribe against a real SMTP relay, checking every state on
 // the way through the admin API.
-func TestEndToEndDoubleOptIn(t *testing.T) {
+func TestEndToEndDoubleOptIn(t *testing.T) { eachEngine(t, testEndToEndDoubleOptIn) }
+
+func testEndToEndDoubleOptIn(t *testing.T) {
 	relay, port := startSink(t)
 	h := startHerald(t, port)
 	const reader = "ana.reader@example.org"
@@ -378,6 +380,10 @@ func TestEndToEndDoubleOptIn(t *testing.T) {
 // byte for byte for a new, a pending and an active address, and a pending
 // address gets one confirmation however often it is signed up.
 func TestEndToEndNoEnumerationAndThrottle(t *testing.T) {
+	eachEngine(t, testEndToEndNoEnumerationAndThrottle)
+}
+
+func testEndToEndNoEnumerationAndThrottle(t *testing.T) {
 	relay, port := startSink(t)
 	h := startHerald(t, port)
 

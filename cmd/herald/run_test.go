@@ -172,15 +172,35 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
-func TestPostgresNotBuilt(t *testing.T) {
+// TestPostgresUnreachable: a PostgreSQL that does not answer is a runtime
+// failure that says so, without the DSN's password.
+func TestPostgresUnreachable(t *testing.T) {
 	path := testConfig(t, "")
 	t.Setenv("HERALD_DATABASE_DRIVER", "postgres")
-	t.Setenv("HERALD_DATABASE_DSN", "postgres://herald@localhost/herald")
+	t.Setenv("HERALD_DATABASE_DSN", "postgres://herald:s3cret@127.0.0.1:1/herald?sslmode=disable&connect_timeout=2")
 	for _, cmd := range []string{"serve", "migrate"} {
 		r := runHerald(t, "", cmd, "--config", path)
-		if r.code != exitFailure || !strings.Contains(r.stderr, "PostgreSQL engine is not built") {
-			t.Errorf("herald %s with postgres: code %d, stderr %q; want 1 and a clear message", cmd, r.code, r.stderr)
+		if r.code != exitFailure || !strings.Contains(r.stderr, "unavailable") || strings.Contains(r.stderr, "s3cret") {
+			t.Errorf("herald %s with an unreachable postgres: code %d, stderr %q; want 1, a clear message and no password", cmd, r.code, r.stderr)
 		}
+	}
+}
+
+// TestMigratePostgres: herald migrate on a fresh PostgreSQL schema, with the
+// pool settings from the environment.
+func TestMigratePostgres(t *testing.T) {
+	path := testConfig(t, "")
+	usePostgres(t)
+	t.Setenv("HERALD_DATABASE_MAX_CONNS", "3")
+	t.Setenv("HERALD_DATABASE_MIN_CONNS", "1")
+	t.Setenv("HERALD_DATABASE_MAX_CONN_LIFETIME", "10m")
+	r := runHerald(t, "", "migrate", "--config", path)
+	if r.code != exitOK || !regexp.MustCompile(`^applied \d+ migrations?\n$`).MatchString(r.stdout) {
+		t.Fatalf("first migrate: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = runHerald(t, "", "migrate", "--config", path)
+	if r.code != exitOK || !strings.Contains(r.stdout, "up to date") {
+		t.Errorf("second migrate: code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
 

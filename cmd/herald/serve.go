@@ -113,10 +113,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 
-	// SQLite has one instance, so its scheduler needs no leader election.
+	// On PostgreSQL one instance at a time builds issues (an advisory
+	// lock); SQLite has one instance and needs no election.
 	loops := []background{{"digest scheduler", (&digest.Scheduler{
 		Service:  digests,
 		Interval: cfg.Digest.CheckInterval,
+		Leader:   schedulerLeader(db),
 		Logger:   logger.With("component", "scheduler"),
 	}).Run}}
 	if len(cfg.Feeds) > 0 {

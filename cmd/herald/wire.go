@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -18,12 +17,13 @@ import (
 	"herald/delivery"
 	"herald/digest"
 	"herald/mailer"
+	"herald/store/postgres"
 	"herald/store/sqlite"
 	"herald/subscribers"
 )
 
 // database is what the commands need from a storage engine. Both engines
-// will satisfy it; only openDatabase knows which one runs.
+// satisfy it; only openDatabase knows which one runs.
 type database interface {
 	subscribers.Store
 	delivery.Store
@@ -36,10 +36,6 @@ type database interface {
 	Close() error
 }
 
-// errPostgresNotBuilt is returned when database.driver asks for the engine
-// this build does not have yet.
-var errPostgresNotBuilt = errors.New("database.driver is postgres, but the PostgreSQL engine is not built into this version of Herald yet; set database.driver to sqlite")
-
 // openDatabase opens the engine database.driver names.
 func openDatabase(ctx context.Context, cfg *Config) (database, error) {
 	switch cfg.Database.Driver {
@@ -50,10 +46,33 @@ func openDatabase(ctx context.Context, cfg *Config) (database, error) {
 		}
 		return db, nil
 	case "postgres":
-		return nil, errPostgresNotBuilt
+		db, err := postgres.Open(ctx, cfg.Database.DSN,
+			postgres.WithMaxConns(int32(cfg.Database.MaxConns)),
+			postgres.WithMinConns(int32(cfg.Database.MinConns)),
+			postgres.WithMaxConnLifetime(cfg.Database.MaxConnLifetime))
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	default:
 		return nil, fmt.Errorf("database.driver: unknown engine %q", cfg.Database.Driver)
 	}
+}
+
+// schedulerLock names the advisory lock that elects the one instance on a
+// PostgreSQL database whose scheduler builds issues.
+const schedulerLock = "herald-scheduler"
+
+// schedulerLeader returns the digest scheduler's leader election: on
+// PostgreSQL, where several instances may share the database, the instance
+// holding the scheduler's advisory lock leads, keeps the lock from pass to
+// pass, and loses it with its session when it dies; the others try again at
+// each pass. SQLite has one instance: nil, always lead.
+func schedulerLeader(db database) func(ctx context.Context) (release func(), ok bool, err error) {
+	if pg, ok := db.(*postgres.DB); ok {
+		return pg.Leadership(schedulerLock).Lead
+	}
+	return nil
 }
 
 // migrateDatabase applies pending migrations and returns how many there were.
