@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Delivery benchmark: `herald digest send` of one issue to N active readers,
+# delivered over SMTP into Postfix's smtp-sink on loopback, against the
+# ceiling of Postfix's smtp-source pushing the same count and size into the
+# same sink, in the same run.
+#
+#   bench/delivery.sh [ROUNDS]          (default 3; run from the repository root)
+#
+# Environment (defaults in brackets):
+#   N=100000       active readers of the newsletter "daily"
+#   SIZE=          smtp-source's message size (default: Herald's digest size)
+#   CONNS=16       smtp.connections (Herald's relay connections)
+#   WORKERS=64     delivery.workers
+#   BATCH=500      delivery.batch_size (messages per claim, results per settle)
+#   SESSIONS=20    smtp-source's parallel sessions (-s)
+#   PORT=2525      the sink's loopback port
+#   KEEP=          set to keep the work directory (databases, logs) at the end
+#
+# Per round:
+#   1. a fresh SQLite database: N readers imported from a generated CSV with
+#      `herald subscribers import --status active` (timed), and five Markdown
+#      articles with front matter imported with `herald articles import`, so
+#      each reader's digest carries five stories and their own links;
+#   2. `herald digest send daily` with mail.transport smtp, smtp.tls none,
+#      under /usr/bin/time: the wall time runs from the command's start
+#      (building the issue: N outbox rows) to its exit, which comes when no
+#      message is pending (the last settle). Peak RSS is the command's;
+#   3. smtp-source -d (reused connections) -s SESSIONS -l SIZE -m N into the
+#      same sink, timed, where SIZE is the size of one reader's digest
+#      (measured before the rounds by sending it to one reader through a
+#      sink that dumps it);
+#   4. the sink's message counter must have grown by exactly N in each phase,
+#      and Herald must report N sent: every reader got exactly one message.
+# At the end the medians of the rounds and the ratio Herald/smtp-source are
+# printed. Needs: Postfix's smtp-sink and smtp-source (apt-get install
+# postfix; postfix itself need not run), sqlite3, GNU time.
+set -euo pipefail
+rounds=${1:-3}
+N=${N:-100000}
+CONNS=${CONNS:-16}
+WORKERS=${WORKERS:-64}
+BATCH=${BATCH:-500}
+SESSIONS=${SESSIONS:-20}
+PORT=${PORT:-2525}
+cd "$(dirname "$0")/.."
+for t in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/time; do
+  [ -x "$t" ] || { echo "$t is missing (apt-get install postfix time)" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+sinkpid=
+cleanup() {
+  [ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+go build -o "$work/herald" ./cmd/herald
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# sink_count prints the sink's running message counter (smtp-sink -c writes
+# "sess=.. quit=.. mesg=N" lines, separated by carriage returns).
+sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
+wait_count() { # wait until the sink's counter stops moving (a session may still be closing)
+  local last=-1 now
+  for _ in $(seq 50); do now=$(sink_count); [ "$now" = "$last" ] && break; last=$now; sleep 0.1; done
+  echo "${now:-0}"
+}
+
+# The configuration: the repository's defaults, one newsletter, every
+# reader's first issue carries all five articles.
+cat >"$work/config.yaml" <<EOF
+http:
+  base_url: https://news.example.org
+database:
+  driver: sqlite
+  dsn: $work/herald.db
+mail:
+  transport: smtp
+  from: "The Ledger <news@ledger.example>"
+  reply_to: "The Ledger Newsroom <desk@ledger.example>"
+  postal_address: "The Ledger, 1 Press Row, Springfield, IL 62701, USA"
+smtp:
+  host: 127.0.0.1
+  port: $PORT
+  tls: none
+  connections: $CONNS
+delivery:
+  workers: $WORKERS
+  batch_size: $BATCH
+site:
+  name: The Ledger
+  url: https://ledger.example
+  privacy_url: https://ledger.example/privacy
+log:
+  level: warn
+newsletters:
+  - id: daily
+    name: The Daily Ledger
+    description: The day's reporting, every morning.
+    schedule: "0 7 * * *"
+    timezone: America/New_York
+    max_articles: 10
+    new_reader_articles: 5
+    lookback: 720h
+EOF
+
+# Five articles as a news site publishes them: headline, byline, picture and
+# a one-sentence summary, dated within the last day.
+mkdir -p "$work/articles"
+for i in 1 2 3 4 5; do
+  cat >"$work/articles/story-$i.md" <<EOF
+---
+title: "Council Extends the Peacekeeping Mission in South Sudan for a Year ($i)"
+url: https://ledger.example/$(date -u +%Y/%m/%d)/council-extends-mission-$i/
+author: Reporter Number $i
+date: $(date -u -d "-$i hours" +%Y-%m-%dT%H:%M:%SZ)
+summary: >
+  Delegates worked through the night on the final text, trading amendments on
+  financing, monitoring and the timetable for a review conference.
+image: https://ledger.example/images/story-$i.jpg
+---
+
+Delegates worked through the night on the final text, trading amendments on
+financing, monitoring and the timetable for a review conference. Several
+smaller states said the draft still leaves them exposed.
+EOF
+done
+
+# The size of one reader's message: one reader, sent into a sink that dumps
+# it. smtp-source then sends messages of that size (SIZE overrides it).
+if [ -z "${SIZE:-}" ]; then
+  mkdir -p "$work/probe"
+  smtp-sink -u root -d "$work/probe/%M." "127.0.0.1:$((PORT + 1))" 10 >/dev/null 2>&1 &
+  probepid=$!
+  sleep 0.3
+  printf 'email,name,newsletters\nreader0@example0.org,Reader 0,daily\n' >"$work/probe.csv"
+  export HERALD_CONFIG="$work/config.yaml"
+  HERALD_DATABASE_DSN="$work/probe.db" "$work/herald" subscribers import "$work/probe.csv" --status active >/dev/null
+  HERALD_DATABASE_DSN="$work/probe.db" "$work/herald" articles import "$work/articles" >/dev/null
+  HERALD_DATABASE_DSN="$work/probe.db" HERALD_SMTP_PORT=$((PORT + 1)) "$work/herald" digest send daily >/dev/null 2>&1
+  sleep 0.2
+  kill "$probepid"
+  # the sink adds its own trace headers before the message's From line
+  SIZE=$(sed -n '/^From: /,$p' "$work"/probe/* | wc -c)
+fi
+echo "message size: $SIZE bytes"
+
+awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) printf "reader%d@example%d.org,Reader %d,daily\n", i, i % 997, i }' >"$work/readers.csv"
+
+: >"$work/herald.txt"; : >"$work/source.txt"; : >"$work/rss.txt"
+smtp-sink -c -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
+sinkpid=$!
+sleep 0.5
+export HERALD_CONFIG="$work/config.yaml"
+
+for r in $(seq "$rounds"); do
+  rm -f "$work"/herald.db*
+  t0=$(date +%s.%N)
+  "$work/herald" subscribers import "$work/readers.csv" --status active >/dev/null
+  t1=$(date +%s.%N)
+  "$work/herald" articles import "$work/articles" >/dev/null
+  echo "round $r: imported $N readers in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b-a}') s"
+
+  before=$(wait_count)
+  /usr/bin/time -f '%e %M' -o "$work/time.txt" "$work/herald" digest send daily >"$work/send.out" 2>"$work/send.err" ||
+    { echo "herald digest send failed:" >&2; tail -5 "$work/send.err" >&2; exit 1; }
+  read -r secs rss <"$work/time.txt"
+  got=$(( $(wait_count) - before ))
+  sent=$(sed -n 's/.*sent \([0-9]*\),.*/\1/p' "$work/send.out")
+  rate=$(awk -v n="$N" -v s="$secs" 'BEGIN {printf "%.0f", n/s}')
+  echo "round $r herald:  $N messages in $secs s = $rate msg/s, peak RSS $((rss / 1024)) MiB; sink received $got, herald says sent $sent"
+  [ "$got" = "$N" ] && [ "$sent" = "$N" ] || { echo "MISMATCH: every reader must get exactly one message" >&2; exit 1; }
+  echo "$rate" >>"$work/herald.txt"; echo "$rss" >>"$work/rss.txt"
+
+  before=$(wait_count)
+  t0=$(date +%s.%N)
+  smtp-source -d -s "$SESSIONS" -l "$SIZE" -m "$N" "127.0.0.1:$PORT"
+  t1=$(date +%s.%N)
+  got=$(( $(wait_count) - before ))
+  rate=$(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
+  echo "round $r source:  $N messages = $rate msg/s; sink received $got"
+  [ "$got" = "$N" ] || { echo "MISMATCH: smtp-source delivered $got of $N" >&2; exit 1; }
+  echo "$rate" >>"$work/source.txt"
+done
+
+h=$(median <"$work/herald.txt"); s=$(median <"$work/source.txt"); m=$(median <"$work/rss.txt")
+echo "MEDIAN herald=$h msg/s smtp-source=$s msg/s peak_rss=$((m / 1024)) MiB (N=$N rounds=$rounds conns=$CONNS workers=$WORKERS batch=$BATCH)"
+awk -v h="$h" -v s="$s" 'BEGIN {printf "RATIO herald/smtp-source = %.2f\n", h/s}'
