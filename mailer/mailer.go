@@ -40,6 +40,9 @@ type Email struct {
 	// message from the pre-encoded digest, as long as the fields above
 	// still hold what DigestTemplate.Email put there.
 	splice *digestSplice
+	// signed is set by DKIMTransport: AppendTo then writes the signed
+	// bytes, as long as the fields above still hold what was signed.
+	signed *preEncoded
 	// invalid is why DigestTemplate.Email could not build the message;
 	// Validate returns it.
 	invalid error

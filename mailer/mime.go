@@ -69,11 +69,15 @@ func (e *Email) sizeHint() int {
 // extended slice. On error dst is returned unchanged.
 //
 // An Email from DigestTemplate.Email is written from the digest's
-// pre-encoded parts (DigestTemplate.AppendTo), unless a field has been
-// changed since, in which case it is encoded afresh like any other.
+// pre-encoded parts (DigestTemplate.AppendTo), and one that DKIMTransport
+// signed as the signed bytes, unless a field has been changed since, in
+// which case it is encoded afresh like any other.
 func (e *Email) AppendTo(dst []byte) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return dst, err
+	}
+	if e.signed != nil && e.signed.matches(e) {
+		return append(dst, e.signed.raw...), nil
 	}
 	if e.splice != nil && e.splice.matches(e) {
 		return e.splice.appendTo(dst), nil
