@@ -53,6 +53,10 @@ type Result struct {
 	At            time.Time
 	NextAttemptAt time.Time // for OutcomeRetry and OutcomeRelease
 	Error         string    // the reason, for failures; never an address; empty for OutcomeRelease
+
+	// durable, set by the engine on a sent result, is closed once the
+	// settle that records it has been attempted. It never reaches a Store.
+	durable chan<- struct{}
 }
 
 // Store is what the engine needs from a database.

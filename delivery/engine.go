@@ -228,7 +228,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	for range e.cfg.Workers {
 		wg.Go(func() {
 			for j := range jobs {
-				results <- e.handle(ctx, j)
+				r := e.handle(ctx, j)
+				if r.Outcome != OutcomeSent {
+					results <- r
+					continue
+				}
+				// A message the relay accepted is in flight until its
+				// settle is durable: were the process killed before, it
+				// would be sent again. The worker starts nothing else
+				// meanwhile, so a crash repeats at most one message per
+				// worker.
+				durable := make(chan struct{})
+				r.durable = durable
+				results <- r
+				<-durable
 			}
 		})
 	}
@@ -444,16 +457,42 @@ func (e *Engine) logResult(j Job, v verdict, rendering bool) {
 	}
 }
 
-// settleLoop batches results into SettleMessages calls, flushing when
-// BatchSize are waiting or every SettleEvery, until results is closed; then
-// it settles what is left and reports whether that worked.
+// settleLoop batches results into SettleMessages calls, until results is
+// closed; then it settles what is left and reports whether that worked. It
+// flushes when BatchSize are waiting, every SettleEvery, and at once when a
+// worker waits for a sent result to be durable and no other result is
+// queued behind it to share the commit (a group commit: the results that
+// arrive during one settle go together in the next).
 func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 	tick := time.NewTicker(e.cfg.SettleEvery)
 	defer tick.Stop()
 	var buf []Result
-	failing := false // after a failed settle, wait for the tick rather than hammer the store
+	var waiters []chan<- struct{} // workers waiting for their results in buf
+	failing := false              // after a failed settle, wait for the tick rather than hammer the store
+	release := func() {
+		for _, w := range waiters {
+			close(w)
+		}
+		waiters = waiters[:0]
+	}
+	flush := func() {
+		buf, failing = e.flush(ctx, buf)
+		// While the store fails, the waiting workers send nothing more
+		// (what they sent cannot be recorded), unless Run is stopping.
+		if !failing || ctx.Err() != nil {
+			release()
+		}
+	}
 	for {
+		// Workers held back by a failing store are let go when Run stops,
+		// so that shutdown does not wait for the next tick.
+		var stopping <-chan struct{}
+		if failing && len(waiters) > 0 {
+			stopping = ctx.Done()
+		}
 		select {
+		case <-stopping:
+			release()
 		case r, ok := <-results:
 			if !ok {
 				if len(buf) == 0 {
@@ -464,13 +503,17 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 				}
 				return nil
 			}
+			if r.durable != nil {
+				waiters = append(waiters, r.durable)
+				r.durable = nil
+			}
 			buf = append(buf, r)
-			if len(buf) >= e.cfg.BatchSize && !failing {
-				buf, failing = e.flush(ctx, buf)
+			if !failing && (len(buf) >= e.cfg.BatchSize || len(waiters) > 0 && len(results) == 0) {
+				flush()
 			}
 		case <-tick.C:
 			if len(buf) > 0 {
-				buf, failing = e.flush(ctx, buf)
+				flush()
 			}
 		}
 	}

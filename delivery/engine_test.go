@@ -350,7 +350,9 @@ func TestRunKeepsResultsWhenSettleFails(t *testing.T) {
 func TestRunFinalSettleFailure(t *testing.T) {
 	h := newHarness()
 	h.cfg.SettleEvery = time.Hour // only the final settle
-	h.store.settleErrs = 1
+	// The sent result is flushed at once (its worker waits for it to be
+	// durable), and fails; the final settle of it fails too.
+	h.store.settleErrs = 2
 	h.store.add("welcome")
 	e := h.engine()
 	stop := start(t, e)
