@@ -22,10 +22,23 @@ func (s *Server) registerRoutes() {
 	e.GET("/archive/:newsletter", s.handleNewsletterArchive) // also "/archive/{id}.atom", its feed
 	e.GET("/archive/:newsletter/:id", s.handleArchiveIssue)
 
+	// The admin API: bearer token; a read token may only GET.
+	e.GET("/api/v1/openapi.json", s.handleOpenAPI) // no token: the document is public
 	e.GET("/api/v1/subscribers", s.handleListSubscribers, s.requireAdmin)
+	e.GET("/api/v1/subscribers/export", s.handleExportSubscribers, s.requireAdmin)
+	s.setBodyLimit(e.POST("/api/v1/subscribers/import", s.handleImportSubscribers, s.requireAdmin), max(ImportBodyLimit, s.cfg.BodyLimit))
+	e.GET("/api/v1/subscribers/:id", s.handleGetSubscriber, s.requireAdmin)
+	e.PATCH("/api/v1/subscribers/:id", s.handlePatchSubscriber, s.requireAdmin)
+	e.GET("/api/v1/articles", s.handleListArticles, s.requireAdmin)
 	s.setBodyLimit(e.POST("/api/v1/articles", s.handlePostArticle, s.requireAdmin), max(ArticleBodyLimit, s.cfg.BodyLimit))
+	e.GET("/api/v1/articles/:id", s.handleGetArticle, s.requireAdmin)
+	e.DELETE("/api/v1/articles/:id", s.handleDeleteArticle, s.requireAdmin)
+	e.GET("/api/v1/newsletters", s.handleListNewsletters, s.requireAdmin)
 	e.POST("/api/v1/newsletters/:id/issues", s.handleSendIssue, s.requireAdmin)
+	e.GET("/api/v1/issues", s.handleListIssues, s.requireAdmin)
 	e.GET("/api/v1/issues/:id", s.handleGetIssue, s.requireAdmin)
+	e.POST("/api/v1/issues/:id/resend-failed", s.handleResendFailed, s.requireAdmin)
+	e.GET("/api/v1/stats", s.handleStats, s.requireAdmin)
 
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)

@@ -50,7 +50,9 @@ type Config struct {
 	PostalAddress string
 	// Newsletters are the choices offered on the signup form, in order.
 	Newsletters []Newsletter
-	// AdminToken is the bearer token of the admin API; empty disables it.
+	// AdminToken is the bootstrap bearer token of the admin API, with
+	// write scope; stored tokens (Deps.Tokens) open it too. Empty, and no
+	// Deps.Tokens: the API is closed.
 	AdminToken string
 	// SignupPerIP is how many signups one client IP may make per minute;
 	// 0 turns the limit off.
@@ -151,6 +153,19 @@ type Deps struct {
 	// Digests is the digest service behind the issue API and the public
 	// archive. Nil: those routes answer 503.
 	Digests Digests
+	// Tokens checks the admin API's stored tokens. Nil: only
+	// Config.AdminToken opens the API.
+	Tokens Tokens
+	// SubscriberAdmin is the operator's side of subscribers behind the
+	// admin API's subscriber, newsletter and stats routes. Nil: those
+	// routes answer 503.
+	SubscriberAdmin SubscriberAdmin
+	// ArticleAdmin lists, shows and deletes articles for the admin API.
+	// Nil: those routes answer 503.
+	ArticleAdmin ArticleAdmin
+	// IssueAdmin re-sends an issue's failed messages. Nil: that route
+	// answers 503.
+	IssueAdmin IssueAdmin
 	// Logger receives one line per request and the detail of every
 	// failure. Nil discards.
 	Logger *slog.Logger
@@ -181,6 +196,12 @@ type Server struct {
 	// or smaller than Config.BodyLimit.
 	bodyLimits map[string]int64
 	echo       *echo.Echo
+
+	// The admin API's collaborators; nil: not configured.
+	tokens     Tokens // nil: only Config.AdminToken opens the API
+	subAdmin   SubscriberAdmin
+	artAdmin   ArticleAdmin
+	issueAdmin IssueAdmin
 }
 
 // New checks cfg, parses every page template and builds the route table. A
@@ -242,6 +263,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cssURL:  prefix + "/static/" + stylesheetFile + "?v=" + shortHash(css),
 		echo:    echo.New(),
 	}
+	s.tokens, s.subAdmin, s.artAdmin, s.issueAdmin = deps.Tokens, deps.SubscriberAdmin, deps.ArticleAdmin, deps.IssueAdmin
 	if cfg.SignupPerIP > 0 {
 		s.limiter = newIPLimiter(cfg.SignupPerIP)
 	}

@@ -108,6 +108,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		Digests:     digests,
 		Logger:      logger.With("component", "web"),
 		Wake:        wake,
+
+		// The admin API's collaborators.
+		Tokens:          newTokenService(db, logger),
+		SubscriberAdmin: newSubscriberAdmin(subs, db, logger),
+		ArticleAdmin:    arts,
+		IssueAdmin:      digests,
 	})
 	if err != nil {
 		return err
