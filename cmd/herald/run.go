@@ -57,6 +57,7 @@ func commands() []command {
 		{"tokens create", "create an admin API token and print it once", (*app).tokensCreate},
 		{"tokens list", "list the admin API tokens (never the tokens themselves)", (*app).tokensList},
 		{"tokens revoke", "revoke an admin API token", (*app).tokensRevoke},
+		{"db copy", "copy a SQLite database into PostgreSQL, verified and resumable", (*app).dbCopy},
 		{"version", "print the version, commit and Go version", (*app).version},
 	}
 }
