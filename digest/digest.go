@@ -128,8 +128,9 @@ type Store interface {
 	// CreatedAt of the newsletter's latest issue whose message to them is
 	// queued, being sent or sent (an issue on its way counts, so two issues
 	// in quick succession never carry the same articles; one that failed,
-	// bounced or was cancelled does not).
-	Readers(ctx context.Context, newsletterID string, afterID int64, limit int) ([]Reader, error)
+	// bounced or was cancelled does not). Readers paused at now are left
+	// out: they get what is new when the pause ends.
+	Readers(ctx context.Context, newsletterID string, afterID int64, limit int, now time.Time) ([]Reader, error)
 	// EnqueueIssue writes, in one transaction, the editions the batch
 	// needs (reusing the issue's existing ones with the same article list)
 	// and one outbox row (kind "digest") per message; a message whose

@@ -372,7 +372,7 @@ func (s *Service) anyoneHasNew(ctx context.Context, n Newsletter, cands []*artic
 	b := newBuilder(n, cands, now)
 	var after int64
 	for {
-		readers, err := s.store.Readers(ctx, n.ID, after, s.opts.BatchSize)
+		readers, err := s.store.Readers(ctx, n.ID, after, s.opts.BatchSize, now)
 		if err != nil {
 			return false, err
 		}
@@ -406,7 +406,7 @@ func (s *Service) build(ctx context.Context, n Newsletter, iss *Issue, cands []*
 	batch := make([]IssueMessage, 0, s.opts.BatchSize)
 	enqueued := 0
 	for {
-		readers, err := s.store.Readers(ctx, n.ID, after, s.opts.BatchSize)
+		readers, err := s.store.Readers(ctx, n.ID, after, s.opts.BatchSize, iss.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("readers after %d: %w", after, err)
 		}

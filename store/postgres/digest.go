@@ -118,6 +118,7 @@ const sinceSQL = `(SELECT i.created_at
 const readersSQL = `SELECT s.id, s.email, s.name, ` + sinceSQL + `
     FROM subscriber_newsletters n JOIN subscribers s ON s.id = n.subscriber_id
     WHERE n.newsletter_id = $1 AND n.subscriber_id > $2 AND s.status = 'active'
+      AND (s.paused_until IS NULL OR s.paused_until <= $4)
     ORDER BY n.subscriber_id LIMIT $3`
 
 func scanReader(row pgx.Row) (digest.Reader, error) {
@@ -134,12 +135,12 @@ func scanReader(row pgx.Row) (digest.Reader, error) {
 
 // Readers returns up to limit active subscribers of the newsletter with ids
 // above afterID, ordered by id, each with their Since.
-func (db *DB) Readers(ctx context.Context, newsletterID string, afterID int64, limit int) ([]digest.Reader, error) {
+func (db *DB) Readers(ctx context.Context, newsletterID string, afterID int64, limit int, now time.Time) ([]digest.Reader, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	op := "readers of " + newsletterID
-	rows, err := db.pool.Query(ctx, readersSQL, newsletterID, afterID, limit)
+	rows, err := db.pool.Query(ctx, readersSQL, newsletterID, afterID, limit, now)
 	if err != nil {
 		return nil, translate(err, op, "subscriber")
 	}

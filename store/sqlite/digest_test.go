@@ -122,7 +122,7 @@ func BenchmarkReaders(b *testing.B) {
 				var after int64
 				total := 0
 				for {
-					page, err := db.Readers(ctx, "daily", after, digest.DefaultBatchSize)
+					page, err := db.Readers(ctx, "daily", after, digest.DefaultBatchSize, time.Now())
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -155,7 +155,7 @@ func TestReadersSinceOverHistory(t *testing.T) {
 		{"daily", time.UnixMilli(3000).UTC()},  // issues 1 and 3
 		{"weekly", time.UnixMilli(4000).UTC()}, // issues 2 and 4
 	} {
-		page, err := db.Readers(t.Context(), tt.newsletter, 0, 10)
+		page, err := db.Readers(t.Context(), tt.newsletter, 0, 10, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

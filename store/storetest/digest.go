@@ -146,13 +146,29 @@ func dgFind(t *testing.T, s DigestStore, id int64) *digest.Issue {
 	return iss
 }
 
+// dgPause pauses a subscriber until the given time.
+func dgPause(t *testing.T, s DigestStore, id int64, until time.Time) {
+	t.Helper()
+	err := s.Update(t.Context(), func(tx subscribers.Tx) error {
+		sub, err := tx.SubscriberByID(id)
+		if err != nil {
+			return err
+		}
+		sub.PausedUntil = until
+		return tx.UpdateSubscriber(sub)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // dgReadersAll reads every reader of the newsletter, pageSize at a time.
 func dgReadersAll(t *testing.T, s DigestStore, newsletter string, pageSize int) []digest.Reader {
 	t.Helper()
 	var out []digest.Reader
 	var after int64
 	for {
-		page, err := s.Readers(t.Context(), newsletter, after, pageSize)
+		page, err := s.Readers(t.Context(), newsletter, after, pageSize, base())
 		if err != nil {
 			t.Fatalf("Readers(%s, %d, %d): %v", newsletter, after, pageSize, err)
 		}
@@ -332,6 +348,12 @@ func testReadersPaging(t *testing.T, s DigestStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A reader paused at the time asked about is left out; a pause that
+	// ended is no pause.
+	paused := dgReaders(t, s, "daily", "paused", "resumed")
+	dgPause(t, s, paused[0], at(time.Hour))
+	dgPause(t, s, paused[1], at(-time.Hour))
+	want = append(want, paused[1])
 	more := dgReaders(t, s, "daily", "f")
 	want = append(want, more...)
 
@@ -346,7 +368,7 @@ func testReadersPaging(t *testing.T, s DigestStore) {
 			}
 		}
 	}
-	if got, err := s.Readers(t.Context(), "daily", want[len(want)-1], 10); err != nil || len(got) != 0 {
+	if got, err := s.Readers(t.Context(), "daily", want[len(want)-1], 10, base()); err != nil || len(got) != 0 {
 		t.Fatalf("Readers after the last = %v, %v; want none", got, err)
 	}
 }
