@@ -22,7 +22,9 @@ import (
 //     received exactly the rows marked sent, once each;
 //   - every reader received the issue; a reader received it more than once
 //     only with the same Message-ID, and there are at most kills x
-//     connections repeats (the messages in flight at the instant of a kill);
+//     connections repeats (the messages in flight at the instant of a kill:
+//     a worker sends its next message only once the last one is recorded,
+//     and there are as many workers as connections);
 //   - the database agrees with the relay: rows sent = distinct recipients
 //     received, nothing queued, sending or failed.
 //
@@ -30,7 +32,8 @@ import (
 // HERALD_KILLTEST_KILLS (5), HERALD_KILLTEST_DATA_DELAY (20ms: how long the
 // relay takes per message, so that kills land mid-send),
 // HERALD_KILLTEST_MAX_UPTIME (1.5s: a child is killed at a random moment
-// below this after it resumed sending), HERALD_KILLTEST_SEED.
+// below this after it resumed sending), HERALD_KILLTEST_CONNECTIONS (4:
+// smtp.connections and delivery.workers), HERALD_KILLTEST_SEED.
 func TestKillAndRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills herald: not with -short")
@@ -40,9 +43,11 @@ func TestKillAndRestart(t *testing.T) {
 		kills     = envInt(t, "HERALD_KILLTEST_KILLS", 5)
 		dataDelay = envDuration(t, "HERALD_KILLTEST_DATA_DELAY", 20*time.Millisecond)
 		maxUp     = envDuration(t, "HERALD_KILLTEST_MAX_UPTIME", 1500*time.Millisecond)
-		sd        = seed(t, "HERALD_KILLTEST_SEED")
+		// smtp.connections and delivery.workers alike: the bound on
+		// repeats is one per worker.
+		connections = envInt(t, "HERALD_KILLTEST_CONNECTIONS", 4)
+		sd          = seed(t, "HERALD_KILLTEST_SEED")
 	)
-	const connections = 4
 	rnd := rand.New(rand.NewPCG(sd, 2))
 	uptime := func() time.Duration { return maxUp/10 + time.Duration(rnd.Int64N(int64(maxUp-maxUp/10))) }
 
