@@ -81,18 +81,12 @@ func NewDKIMSigner(cfg DKIMConfig) (*DKIMSigner, error) {
 	if !validDKIMName(cfg.Selector) {
 		return nil, fmt.Errorf("dkim: selector %q is not a DNS name", cfg.Selector)
 	}
+	if err := CheckDKIMKey(cfg.Key); err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
 	algo := "rsa-sha256"
-	switch k := cfg.Key.(type) {
-	case *rsa.PrivateKey:
-		if bits := k.N.BitLen(); bits < MinDKIMKeyBits {
-			return nil, fmt.Errorf("dkim: the RSA key has %d bits; at least %d are needed (2048 recommended)", bits, MinDKIMKeyBits)
-		}
-	case ed25519.PrivateKey:
+	if _, ok := cfg.Key.(ed25519.PrivateKey); ok {
 		algo = "ed25519-sha256"
-	case nil:
-		return nil, errors.New("dkim: no key")
-	default:
-		return nil, fmt.Errorf("dkim: unsupported key type %T (RSA or Ed25519)", cfg.Key)
 	}
 	headers := cfg.Headers
 	if headers == nil {
@@ -115,6 +109,23 @@ func NewDKIMSigner(cfg DKIMConfig) (*DKIMSigner, error) {
 		}
 	}
 	return s, nil
+}
+
+// CheckDKIMKey reports why key cannot sign DKIM: it is missing, of another
+// type than RSA or Ed25519, or an RSA key shorter than MinDKIMKeyBits.
+func CheckDKIMKey(key crypto.Signer) error {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if bits := k.N.BitLen(); bits < MinDKIMKeyBits {
+			return fmt.Errorf("the RSA key has %d bits; at least %d are needed (2048 recommended)", bits, MinDKIMKeyBits)
+		}
+	case ed25519.PrivateKey:
+	case nil:
+		return errors.New("no key")
+	default:
+		return fmt.Errorf("unsupported key type %T (RSA or Ed25519)", key)
+	}
+	return nil
 }
 
 // validDKIMName reports whether s can be a d= or s= value: dot-separated

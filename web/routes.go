@@ -42,6 +42,7 @@ func (s *Server) registerRoutes() {
 
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
+	e.GET("/metrics", s.handleMetrics, s.requireMetrics)
 
 	e.GET("/static/"+stylesheetFile, s.handleStylesheet)
 }

@@ -51,19 +51,25 @@ func (s *Server) handleSignupPage(c echo.Context) error {
 func (s *Server) handleSubscribe(c echo.Context) error {
 	if s.limiter != nil {
 		if ok, wait := s.limiter.allow(c.RealIP(), s.now()); !ok {
+			s.observeSignup(SignupRateLimited)
 			c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 			return herald.Errorf(herald.ERATELIMIT, "Too many signups from your network. Please wait a minute and try again.")
 		}
 	}
 	in, err := s.readSignup(c)
 	if err != nil {
+		if herald.IsCode(err, herald.EINVALID) {
+			s.observeSignup(SignupInvalid)
+		}
 		return err
 	}
 	if in.Honeypot != "" {
 		// A bot: answer exactly as for a person, record nothing.
+		s.observeSignup(SignupHoneypot)
 		return s.signupAccepted(c, in)
 	}
 	if errs := s.checkSignup(&in); errs.Any() {
+		s.observeSignup(SignupInvalid)
 		return s.signupRejected(c, in, errs)
 	}
 	source := "form"
@@ -81,10 +87,12 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 	if herald.IsCode(err, herald.EINVALID) {
 		// Every field was checked above, so this is a rule only the
 		// service knows: show it above the form.
+		s.observeSignup(SignupInvalid)
 		return s.signupRejected(c, in, fieldErrors{Form: herald.ErrorMessage(err)})
 	} else if err != nil {
 		return err
 	}
+	s.observeSignup(SignupAccepted)
 	s.callWake()
 	return s.signupAccepted(c, in)
 }

@@ -60,6 +60,9 @@ type Config struct {
 	// BodyLimit is the largest request body in bytes; 0 means
 	// DefaultBodyLimit.
 	BodyLimit int64
+	// MetricsPublic serves GET /metrics without a token; false requires an
+	// admin API token, as for the admin API (a read-scoped one suffices).
+	MetricsPublic bool
 	// TrustedProxies are the CIDRs (or single addresses) of reverse proxies
 	// whose X-Forwarded-For header is believed. Empty: the client IP is the
 	// socket's peer address.
@@ -172,6 +175,11 @@ type Deps struct {
 	// Wake, if set, is called after a signup or a confirmation so that the
 	// delivery engine sends the queued email at once. It must not block.
 	Wake func()
+	// Metrics serves GET /metrics (the Prometheus exposition). Nil: that
+	// route answers 404.
+	Metrics http.Handler
+	// SignupObserver, if set, counts signup requests by result.
+	SignupObserver SignupObserver
 }
 
 // Server serves Herald's pages and API. Build one with New.
@@ -182,6 +190,8 @@ type Server struct {
 	digests Digests  // nil: not configured
 	log     *slog.Logger
 	wake    func()
+	metrics http.Handler   // nil: /metrics answers 404
+	signups SignupObserver // nil: signups are not counted
 	now     func() time.Time
 	prefix  string // path of BaseURL without the trailing slash
 	pages   *pages
@@ -256,6 +266,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		digests: deps.Digests,
 		log:     logger,
 		wake:    deps.Wake,
+		metrics: deps.Metrics,
+		signups: deps.SignupObserver,
 		now:     time.Now,
 		prefix:  prefix,
 		pages:   p,

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net"
 	"net/mail"
 	"net/netip"
@@ -22,15 +24,20 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"herald/articles"
+	"herald/delivery"
 	"herald/digest"
+	"herald/mailer"
 )
 
 // Config is Herald's whole configuration. It is filled in three layers:
 // defaultConfig, then the YAML file, then HERALD_* environment variables, and
 // then validated. Every scalar key can be overridden from the environment:
 // HERALD_ + the key path upper-cased with dots as underscores
-// (smtp.host -> HERALD_SMTP_HOST). Lists of mappings (newsletters, feeds) come
-// from the file only; lists of strings take a comma-separated value.
+// (smtp.host -> HERALD_SMTP_HOST). Lists of mappings (newsletters, feeds,
+// smtp.relays) come from the file, but the scalar keys of the elements the
+// file lists can be overridden by index (smtp.relays[0].password ->
+// HERALD_SMTP_RELAYS_0_PASSWORD); lists of strings take a comma-separated
+// value.
 type Config struct {
 	HTTP        HTTPConfig         `yaml:"http"`
 	Database    DatabaseConfig     `yaml:"database"`
@@ -43,6 +50,8 @@ type Config struct {
 	Digest      DigestConfig       `yaml:"digest"`
 	Site        SiteConfig         `yaml:"site"`
 	Log         LogConfig          `yaml:"log"`
+	Metrics     MetricsConfig      `yaml:"metrics"`
+	DKIM        DKIMConfig         `yaml:"dkim"`
 	Newsletters []NewsletterConfig `yaml:"newsletters"`
 	Feeds       []FeedConfig       `yaml:"feeds"`
 }
@@ -109,7 +118,67 @@ type SMTPConfig struct {
 	// Connections is how many relay connections are kept open at most.
 	Connections int           `yaml:"connections" range:"1-1000"`
 	Timeout     time.Duration `yaml:"timeout"`
+	// Relays are more relays beside this one (the primary, named
+	// "default" in metrics): a relay with Domains takes the mail for those
+	// recipient domains; one without shares the rest with the primary in
+	// proportion to its Weight (the primary's is 1), and takes over while
+	// another is down.
+	Relays []RelayConfig `yaml:"relays"`
 }
+
+// RelayConfig is one more SMTP relay (smtp.relays[i]). Its timeout is
+// smtp.timeout.
+type RelayConfig struct {
+	// Name names the relay in logs and metrics: a slug.
+	Name string `yaml:"name"`
+	Host string `yaml:"host"`
+	Port int    `yaml:"port" range:"1-65535"`
+	// TLS is "none", "starttls" or "tls".
+	TLS      string `yaml:"tls"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// Weight is the relay's share of the mail no Domains entry claims,
+	// against the primary's 1. Only for relays without Domains.
+	Weight int `yaml:"weight" range:"0-1000"`
+	// Domains are the recipient domains this relay takes: "example.org",
+	// or "*.example.org" for its subdomains.
+	Domains []string `yaml:"domains"`
+	// Connections caps the relay's open connections; 0 means
+	// smtp.connections.
+	Connections int `yaml:"connections" range:"0-1000"`
+}
+
+// setDefaults fills a relay before the file's values are applied.
+func (r *RelayConfig) setDefaults() {
+	r.Port = 587
+	r.TLS = "starttls"
+}
+
+// MetricsConfig is GET /metrics.
+type MetricsConfig struct {
+	// Public serves /metrics to anyone; false (the default) requires an
+	// admin API token (a read-scoped one is enough).
+	Public bool `yaml:"public"`
+}
+
+// DKIMConfig turns on in-app DKIM signing (off while PrivateKeyFile is
+// empty).
+type DKIMConfig struct {
+	// Selector names the key: its public half is published at
+	// Selector._domainkey.Domain.
+	Selector string `yaml:"selector"`
+	// Domain is the signing domain (d=): the domain of mail.from, or a
+	// parent of it, for DMARC alignment.
+	Domain string `yaml:"domain"`
+	// PrivateKeyFile is a PEM file holding an RSA (2048 bits recommended)
+	// or Ed25519 private key.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	// Headers are the header fields always signed; From is required.
+	Headers []string `yaml:"headers"`
+}
+
+// Enabled reports whether DKIM signing is on.
+func (d *DKIMConfig) Enabled() bool { return d.PrivateKeyFile != "" }
 
 // AdminConfig is the admin API.
 type AdminConfig struct {
@@ -138,6 +207,12 @@ type DeliveryConfig struct {
 	RetryMax  time.Duration `yaml:"retry_max"`
 	// MaxAge is how long a message may keep failing before it is given up.
 	MaxAge time.Duration `yaml:"max_age"`
+	// RatePerSecond caps the sends started per second by this instance;
+	// 0 means no limit.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	// PerDomainConcurrency caps the sends in flight at once to one
+	// recipient domain; 0 means no limit.
+	PerDomainConcurrency int `yaml:"per_domain_concurrency" range:"0-1000"`
 }
 
 // ArticlesConfig tunes how articles come in from feeds.
@@ -269,7 +344,8 @@ func defaultConfig() Config {
 			ConsentVersion: "1",
 			ConsentText:    "I agree to receive the newsletters I chose. I can unsubscribe at any time with the link in every email.",
 		},
-		Log: LogConfig{Level: "info", Format: "text"},
+		Log:  LogConfig{Level: "info", Format: "text"},
+		DKIM: DKIMConfig{Headers: mailer.DefaultDKIMHeaders()},
 	}
 }
 
@@ -579,7 +655,12 @@ func (l *loader) applyEnv(v reflect.Value, prefix string, lookup func(string) (s
 			l.applyEnv(f, key, lookup)
 			continue
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
-			continue // lists of mappings come from the file only
+			// The file makes the elements; the environment may override
+			// their scalar keys by index.
+			for j := range f.Len() {
+				l.applyEnv(f.Index(j), fmt.Sprintf("%s[%d]", key, j), lookup)
+			}
+			continue
 		}
 		name := envName(key)
 		raw, ok := lookup(name)
@@ -602,9 +683,11 @@ func (l *loader) applyEnv(v reflect.Value, prefix string, lookup func(string) (s
 	}
 }
 
-// envName is the variable that overrides key: smtp.host -> HERALD_SMTP_HOST.
+// envName is the variable that overrides key: smtp.host -> HERALD_SMTP_HOST,
+// smtp.relays[0].password -> HERALD_SMTP_RELAYS_0_PASSWORD.
 func envName(key string) string {
-	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+	key = strings.NewReplacer(".", "_", "[", "_", "]", "").Replace(key)
+	return "HERALD_" + strings.ToUpper(key)
 }
 
 // setScalar parses raw into v according to v's type; sf carries the range
@@ -630,6 +713,12 @@ func setScalar(v reflect.Value, sf reflect.StructField, raw string) error {
 			return fmt.Errorf("must be a whole number, got %q", raw)
 		}
 		v.SetInt(int64(n))
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("must be a number such as 50 or 12.5, got %q", raw)
+		}
+		v.SetFloat(f)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(raw))
 		if err != nil {
@@ -834,6 +923,11 @@ func (l *loader) validate(c *Config) {
 		bad("smtp.tls", "must be starttls or tls when smtp.username is set: the password would cross the network in clear (only a relay on localhost may use none)")
 	}
 	positive("smtp.timeout", c.SMTP.Timeout)
+	l.validateRelays(c, bad)
+	l.validateDKIM(c, bad)
+	if c.Delivery.RatePerSecond < 0 {
+		bad("delivery.rate_per_second", "must be 0 (no limit) or more, got %q", strconv.FormatFloat(c.Delivery.RatePerSecond, 'g', -1, 64))
+	}
 
 	// delivery
 	positive("delivery.lease", c.Delivery.Lease)
@@ -951,6 +1045,151 @@ func (l *loader) validate(c *Config) {
 			}
 		}
 	}
+}
+
+// validateRelays checks smtp.relays: unique slug names, a host, a TLS mode,
+// credentials that never cross the network in clear, valid domain patterns
+// claimed by one relay only, and a weight only where it means something.
+func (l *loader) validateRelays(c *Config, bad func(key, format string, args ...any)) {
+	names := map[string]int{}
+	domains := map[string]int{}
+	for i, r := range c.SMTP.Relays {
+		k := fmt.Sprintf("smtp.relays[%d]", i)
+		switch {
+		case r.Name == "":
+			bad(k+".name", "is required: a slug such as bulk, named in logs and metrics")
+		case !slugRE.MatchString(r.Name):
+			bad(k+".name", "must be a slug of a-z, 0-9 and inner hyphens, got %q", r.Name)
+		case r.Name == delivery.DefaultRelay:
+			bad(k+".name", "%q names the primary relay (smtp.host); choose another name", r.Name)
+		default:
+			if j, dup := names[r.Name]; dup {
+				bad(k+".name", "%q is already the name of smtp.relays[%d]", r.Name, j)
+			} else {
+				names[r.Name] = i
+			}
+		}
+		if strings.TrimSpace(r.Host) == "" {
+			bad(k+".host", "is required")
+		}
+		oneOf := []string{"none", "starttls", "tls"}
+		if !slices.Contains(oneOf, r.TLS) {
+			bad(k+".tls", "must be one of %s, got %q", strings.Join(oneOf, ", "), r.TLS)
+		}
+		if r.Password != "" && r.Username == "" {
+			bad(k+".username", "is required when %s.password is set", k)
+		}
+		if r.Username != "" && r.TLS == "none" && !isLocalHost(r.Host) {
+			bad(k+".tls", "must be starttls or tls when %s.username is set: the password would cross the network in clear (only a relay on localhost may use none)", k)
+		}
+		if len(r.Domains) > 0 && r.Weight != 0 {
+			bad(k+".weight", "has no effect on a relay with domains (it takes all of their mail); remove it")
+		}
+		for j, d := range r.Domains {
+			dk := fmt.Sprintf("%s.domains[%d]", k, j)
+			norm := mailer.AddressDomain("@" + d)
+			if !validDomainPattern(norm) {
+				bad(dk, "must be a domain such as example.org or *.example.org, got %q", d)
+				continue
+			}
+			if other, dup := domains[norm]; dup {
+				bad(dk, "%q is already routed by smtp.relays[%d]", d, other)
+				continue
+			}
+			domains[norm] = i
+		}
+	}
+	if len(c.SMTP.Relays) > 0 && c.Mail.Transport != "smtp" {
+		bad("smtp.relays", "is only used when mail.transport is smtp, got mail.transport %q", c.Mail.Transport)
+	}
+}
+
+// validDomainPattern reports whether d (lower case) is a host name of at
+// least two labels, optionally behind "*.".
+func validDomainPattern(d string) bool {
+	d = strings.TrimPrefix(d, "*.")
+	if !strings.Contains(d, ".") || len(d) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// validateDKIM checks the dkim section when signing is on: a selector, a
+// domain aligned with mail.from's, a key file that holds a usable key, and
+// a header list with From.
+func (l *loader) validateDKIM(c *Config, bad func(key, format string, args ...any)) {
+	d := &c.DKIM
+	if !d.Enabled() {
+		if d.Selector != "" || d.Domain != "" {
+			bad("dkim.private_key_file", "is required when dkim.selector or dkim.domain is set (leave all three empty to turn signing off)")
+		}
+		return
+	}
+	if d.Selector == "" {
+		bad("dkim.selector", "is required when dkim.private_key_file is set, e.g. herald2026")
+	}
+	fromDomain := strings.ToLower(addressDomain(c.FromAddress().Address))
+	domain := strings.ToLower(strings.TrimSuffix(d.Domain, "."))
+	switch {
+	case domain == "":
+		bad("dkim.domain", "is required when dkim.private_key_file is set: the domain of mail.from (%s)", fromDomain)
+	case fromDomain != "" && domain != fromDomain && !strings.HasSuffix(fromDomain, "."+domain) && !strings.HasSuffix(domain, "."+fromDomain):
+		bad("dkim.domain", "must be the domain of mail.from (%s), a parent or a subdomain of it, or DMARC will not count the signature, got %q", fromDomain, d.Domain)
+	}
+	if d.Selector != "" && !dkimSelectorRE.MatchString(d.Selector) {
+		bad("dkim.selector", "must be a DNS name of letters, digits, hyphens and underscores, e.g. herald2026, got %q", d.Selector)
+	}
+	if err := mailer.CheckDKIMHeaders(d.Headers); err != nil {
+		bad("dkim.headers", "%s", strings.TrimPrefix(err.Error(), "dkim: "))
+	}
+	if _, err := readDKIMKey(d.PrivateKeyFile); err != nil {
+		bad("dkim.private_key_file", "%v", err)
+	}
+}
+
+var dkimSelectorRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+
+// readDKIMKey reads and checks the private key in a PEM file.
+func readDKIMKey(path string) (crypto.Signer, error) {
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %v", path, unwrapPathError(err))
+	}
+	key, err := mailer.ParseDKIMKey(pemBytes)
+	if err == nil {
+		err = mailer.CheckDKIMKey(key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return key, nil
+}
+
+// newDKIMSigner builds the signer dkim.* describes; nil when signing is off.
+func newDKIMSigner(d *DKIMConfig) (*mailer.DKIMSigner, error) {
+	if !d.Enabled() {
+		return nil, nil
+	}
+	key, err := readDKIMKey(d.PrivateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dkim.private_key_file: %w", err)
+	}
+	return mailer.NewDKIMSigner(mailer.DKIMConfig{
+		Domain:   strings.TrimSuffix(d.Domain, "."),
+		Selector: d.Selector,
+		Key:      key,
+		Headers:  d.Headers,
+	})
 }
 
 // normalizeTag is a tag as articles store it: trimmed and lower case.

@@ -215,12 +215,12 @@ interrupted.`,
 	}
 	var engine *delivery.Engine
 	if cfg.Delivery.Workers > 0 {
-		transport, err := newTransport(cfg)
+		transport, err := newTransport(cfg, nil)
 		if err != nil {
 			return a.fail(fs, err)
 		}
 		defer transport.Close()
-		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, logger)
+		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, nil, logger)
 	}
 
 	iss, err := digests.SendNow(ctx, nl.ID)

@@ -11,6 +11,7 @@ import (
 	"herald/delivery"
 	"herald/digest"
 	"herald/mailer"
+	"herald/metrics"
 	"herald/subscribers"
 	"herald/templates"
 	"herald/web"
@@ -85,11 +86,16 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	transport, err := newTransport(cfg)
+	// One registry for the process: the engine's outcomes, the relays'
+	// errors, the outbox depth and the signups, served at /metrics.
+	m := metrics.New()
+	m.QueueDepth(db.CountMessages)
+	transport, err := newTransport(cfg, m)
 	if err != nil {
 		return err
 	}
 	defer transport.Close()
+	logDKIM(cfg, logger)
 	composer, err := newComposer(cfg)
 	if err != nil {
 		return err
@@ -99,15 +105,17 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	var engine *delivery.Engine
 	var wake func()
 	if cfg.Delivery.Workers > 0 {
-		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, logger)
+		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, m, logger)
 		wake = engine.Wake
 	}
 	site, err := web.New(webConfig(cfg), web.Deps{
-		Subscribers: subs,
-		Articles:    arts,
-		Digests:     digests,
-		Logger:      logger.With("component", "web"),
-		Wake:        wake,
+		Subscribers:    subs,
+		Articles:       arts,
+		Digests:        digests,
+		Logger:         logger.With("component", "web"),
+		Wake:           wake,
+		Metrics:        m.Handler(),
+		SignupObserver: m,
 
 		// The admin API's collaborators.
 		Tokens:          newTokenService(db, logger),
@@ -227,38 +235,119 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	return failure
 }
 
-// newEngine builds the delivery engine from delivery.*.
-func newEngine(cfg *Config, db database, r delivery.Renderer, t mailer.Transport, logger *slog.Logger) *delivery.Engine {
+// newEngine builds the delivery engine from delivery.*. obs, if not nil,
+// is told of every attempt (and, being a delivery.RelayErrorObserver, of
+// every relay error).
+func newEngine(cfg *Config, db database, r delivery.Renderer, t mailer.Transport, obs delivery.Observer, logger *slog.Logger) *delivery.Engine {
 	return delivery.New(db, r, t, delivery.Config{
-		Workers:   cfg.Delivery.Workers,
-		BatchSize: cfg.Delivery.BatchSize,
-		Lease:     cfg.Delivery.Lease,
-		RetryBase: cfg.Delivery.RetryBase,
-		RetryMax:  cfg.Delivery.RetryMax,
-		MaxAge:    cfg.Delivery.MaxAge,
-		Logger:    logger.With("component", "delivery"),
+		Workers:              cfg.Delivery.Workers,
+		BatchSize:            cfg.Delivery.BatchSize,
+		Lease:                cfg.Delivery.Lease,
+		RetryBase:            cfg.Delivery.RetryBase,
+		RetryMax:             cfg.Delivery.RetryMax,
+		MaxAge:               cfg.Delivery.MaxAge,
+		RatePerSecond:        cfg.Delivery.RatePerSecond,
+		PerDomainConcurrency: cfg.Delivery.PerDomainConcurrency,
+		Observer:             obs,
+		Logger:               logger.With("component", "delivery"),
 	})
 }
 
-// newTransport builds the mail transport mail.transport names.
-func newTransport(cfg *Config) (mailer.Transport, error) {
+// relayErrors counts the errors of relays a Router moved past, which never
+// reach the delivery engine (metrics.Metrics).
+type relayErrors interface {
+	RelayError(relay string, code int)
+}
+
+// newTransport builds the mail transport mail.transport names: the outbox,
+// the primary relay alone, or a mailer.Router over the primary (named
+// delivery.DefaultRelay) and smtp.relays; then, when dkim.private_key_file
+// is set, DKIM signing in front of it, so that every relay sends the same
+// signed bytes. re, if not nil, counts the errors of relays failed over.
+func newTransport(cfg *Config, re relayErrors) (mailer.Transport, error) {
+	var t mailer.Transport
 	switch cfg.Mail.Transport {
 	case "outbox":
-		return mailer.NewOutboxTransport(cfg.Mail.OutboxDir)
+		ot, err := mailer.NewOutboxTransport(cfg.Mail.OutboxDir)
+		if err != nil {
+			return nil, err
+		}
+		t = ot
 	case "smtp":
-		return mailer.NewSMTPTransport(mailer.SMTPConfig{
-			Host:        cfg.SMTP.Host,
-			Port:        cfg.SMTP.Port,
-			TLS:         cfg.SMTP.TLS,
-			Username:    cfg.SMTP.Username,
-			Password:    cfg.SMTP.Password,
-			HeloName:    heloName(cfg),
-			Connections: cfg.SMTP.Connections,
-			Timeout:     cfg.SMTP.Timeout,
-		}), nil
+		t = newRelays(cfg, re)
 	default:
 		return nil, fmt.Errorf("mail.transport: unknown transport %q", cfg.Mail.Transport)
 	}
+	signer, err := newDKIMSigner(&cfg.DKIM)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	if signer != nil {
+		t = mailer.NewDKIMTransport(t, signer)
+	}
+	return t, nil
+}
+
+// logDKIM says at start whether messages are signed and, if so, which DNS
+// record must hold the public key.
+func logDKIM(cfg *Config, logger *slog.Logger) {
+	if !cfg.DKIM.Enabled() {
+		return
+	}
+	signer, err := newDKIMSigner(&cfg.DKIM)
+	if err != nil {
+		return // newTransport has reported it
+	}
+	name, value := signer.DNSRecord()
+	logger.Info("dkim signing on: publish the public key as a TXT record", "dns_name", name, "dns_txt", value)
+}
+
+// newRelays builds the SMTP side: the primary relay alone when smtp.relays
+// is empty, else a Router where relays with domains take those domains and
+// the primary shares the rest with the relays without, by weight.
+func newRelays(cfg *Config, re relayErrors) mailer.Transport {
+	primary := mailer.NewSMTPTransport(mailer.SMTPConfig{
+		Host:        cfg.SMTP.Host,
+		Port:        cfg.SMTP.Port,
+		TLS:         cfg.SMTP.TLS,
+		Username:    cfg.SMTP.Username,
+		Password:    cfg.SMTP.Password,
+		HeloName:    heloName(cfg),
+		Connections: cfg.SMTP.Connections,
+		Timeout:     cfg.SMTP.Timeout,
+	})
+	if len(cfg.SMTP.Relays) == 0 {
+		return primary
+	}
+	var routes []mailer.Route
+	defaults := []mailer.Weighted{{Name: delivery.DefaultRelay, Transport: primary, Weight: 1}}
+	for _, r := range cfg.SMTP.Relays {
+		conns := r.Connections
+		if conns == 0 {
+			conns = cfg.SMTP.Connections
+		}
+		t := mailer.NewSMTPTransport(mailer.SMTPConfig{
+			Host:        r.Host,
+			Port:        r.Port,
+			TLS:         r.TLS,
+			Username:    r.Username,
+			Password:    r.Password,
+			HeloName:    heloName(cfg),
+			Connections: conns,
+			Timeout:     cfg.SMTP.Timeout,
+		})
+		if len(r.Domains) > 0 {
+			routes = append(routes, mailer.Route{Name: r.Name, Domains: r.Domains, Transport: t})
+		} else {
+			defaults = append(defaults, mailer.Weighted{Name: r.Name, Transport: t, Weight: r.Weight})
+		}
+	}
+	router := mailer.NewRouter(routes, defaults)
+	if re != nil {
+		router.OnFailover = func(relay string, err *mailer.SendError) { re.RelayError(relay, err.Code) }
+	}
+	return router
 }
 
 // heloName is the name Herald gives in EHLO: the host of the public base URL
@@ -324,6 +413,7 @@ func webConfig(cfg *Config) web.Config {
 		Newsletters:    nls,
 		AdminToken:     cfg.Admin.Token,
 		SignupPerIP:    cfg.Limits.SignupPerIP,
+		MetricsPublic:  cfg.Metrics.Public,
 		TrustedProxies: cfg.HTTP.TrustedProxies,
 	}
 }

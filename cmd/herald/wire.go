@@ -33,6 +33,9 @@ type database interface {
 	Migrate(ctx context.Context) error
 	// MigrationsPending counts the migrations the database lacks.
 	MigrationsPending(ctx context.Context) (int, error)
+	// CountMessages counts the outbox's messages by status, for the
+	// herald_queue_depth gauge.
+	CountMessages(ctx context.Context) (map[string]int, error)
 	Close() error
 }
 

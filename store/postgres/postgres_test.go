@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"herald"
+	"herald/apitokens"
 	"herald/articles"
 	"herald/delivery"
 	"herald/store/postgres"
@@ -584,4 +585,9 @@ func TestLeaderPerSchema(t *testing.T) {
 		}
 		defer release()
 	}
+}
+
+func TestAPITokensContract(t *testing.T) {
+	requireServer(t)
+	storetest.RunAPITokens(t, func(t *testing.T) apitokens.Store { return open(t) })
 }
