@@ -51,11 +51,11 @@ func sourceDatabase(t *testing.T) string {
 	defer raw.Close()
 	const ms = 1772366400000 // 2026-03-01 12:00 UTC
 	for _, q := range []string{
-		`WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ` + itoa(copyReaders) + `)
+		`WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ` + decimal(copyReaders) + `)
          INSERT INTO subscribers (email, name, status, created_at, updated_at, confirmed_at, confirm_sent_at, paused_until)
          SELECT 'reader' || n || '@example.org', 'Reader ' || n || ' «ü»', CASE WHEN n % 7 = 0 THEN 'pending' ELSE 'active' END,
-                ` + itoa(ms) + ` + n, ` + itoa(ms) + ` + n, CASE WHEN n % 7 = 0 THEN NULL ELSE ` + itoa(ms) + ` + 2 * n END,
-                CASE WHEN n % 5 = 0 THEN 0 ELSE NULL END, CASE WHEN n % 11 = 0 THEN ` + itoa(ms) + ` + 86400000 ELSE NULL END
+                ` + decimal(ms) + ` + n, ` + decimal(ms) + ` + n, CASE WHEN n % 7 = 0 THEN NULL ELSE ` + decimal(ms) + ` + 2 * n END,
+                CASE WHEN n % 5 = 0 THEN 0 ELSE NULL END, CASE WHEN n % 11 = 0 THEN ` + decimal(ms) + ` + 86400000 ELSE NULL END
          FROM g`,
 		// A gap in the ids: the copy keeps them, it does not renumber.
 		`DELETE FROM subscribers WHERE id BETWEEN 100 AND 120`,
@@ -67,21 +67,21 @@ func sourceDatabase(t *testing.T) string {
 		`INSERT INTO tokens (hash, subscriber_id, purpose, created_at, expires_at, used_at)
          SELECT randomblob(32), id, 'confirm', created_at, created_at + 86400000, NULL FROM subscribers WHERE id % 4 = 0`,
 		`INSERT INTO articles (url, guid, source, title, hash, published_at, updated_at, created_at)
-         VALUES ('https://passblue.example/a/', '', '', 'A', 'h1', ` + itoa(ms) + `, ` + itoa(ms) + `, ` + itoa(ms) + `),
-                ('https://passblue.example/b/', 'g-b', 'https://passblue.example/feed', 'B', 'h2', ` + itoa(ms) + `, ` + itoa(ms) + `, ` + itoa(ms) + `)`,
+         VALUES ('https://passblue.example/a/', '', '', 'A', 'h1', ` + decimal(ms) + `, ` + decimal(ms) + `, ` + decimal(ms) + `),
+                ('https://passblue.example/b/', 'g-b', 'https://passblue.example/feed', 'B', 'h2', ` + decimal(ms) + `, ` + decimal(ms) + `, ` + decimal(ms) + `)`,
 		`INSERT INTO article_tags (article_id, tag) VALUES (1, 'climate'), (1, 'un'), (2, 'weekly')`,
 		`INSERT INTO feeds (url, etag, last_fetched_at, consecutive_failures, articles_seen)
-         VALUES ('https://passblue.example/feed', '"abc"', ` + itoa(ms) + `, 0, 2)`,
-		`INSERT INTO newsletters (id, first_seen_at) VALUES ('daily', ` + itoa(ms) + `), ('weekly', ` + itoa(ms) + `)`,
+         VALUES ('https://passblue.example/feed', '"abc"', ` + decimal(ms) + `, 0, 2)`,
+		`INSERT INTO newsletters (id, first_seen_at) VALUES ('daily', ` + decimal(ms) + `), ('weekly', ` + decimal(ms) + `)`,
 		// issues and editions refer to each other.
 		`INSERT INTO issues (newsletter_id, slot_at, manual, status, subject, created_at, completed_at, readers)
-         VALUES ('daily', ` + itoa(ms) + `, 1, 'sent', 'The Daily Brief — 1 March', ` + itoa(ms) + `, ` + itoa(ms) + `, 2)`,
+         VALUES ('daily', ` + decimal(ms) + `, 1, 'sent', 'The Daily Brief — 1 March', ` + decimal(ms) + `, ` + decimal(ms) + `, 2)`,
 		`INSERT INTO editions (issue_id, article_ids, readers) VALUES (1, '2,1', 2), (1, '1', 0)`,
 		`UPDATE issues SET main_edition_id = 1`,
 		`INSERT INTO messages (kind, subscriber_id, issue_id, edition_id, message_id, priority, status, attempts,
                                next_attempt_at, created_at, updated_at, sent_at)
          SELECT 'digest', id, 1, 1, 'herald.digest.1.' || id || '@passblue.example', 10,
-                CASE WHEN id % 9 = 0 THEN 'failed' ELSE 'sent' END, 1, ` + itoa(ms) + `, ` + itoa(ms) + `, ` + itoa(ms) + `, ` + itoa(ms) + `
+                CASE WHEN id % 9 = 0 THEN 'failed' ELSE 'sent' END, 1, ` + decimal(ms) + `, ` + decimal(ms) + `, ` + decimal(ms) + `, ` + decimal(ms) + `
          FROM subscribers WHERE status = 'active'`,
 	} {
 		if _, err := raw.ExecContext(ctx, q); err != nil {
@@ -91,7 +91,8 @@ func sourceDatabase(t *testing.T) string {
 	return path
 }
 
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+// decimal formats n in base 10.
+func decimal(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestDBCopy copies a SQLite database into a fresh PostgreSQL schema,
 // interrupted mid-table and resumed, and checks that the target is the
@@ -129,7 +130,7 @@ func TestDBCopy(t *testing.T) {
 	}
 
 	// Resumed through the command.
-	r := runHerald(t, "", "db", "copy", "--from", "sqlite:"+path, "--to", "postgres:"+dsn, "--batch-size", itoa(copyBatch), "--config", testConfig(t, ""))
+	r := runHerald(t, "", "db", "copy", "--from", "sqlite:"+path, "--to", "postgres:"+dsn, "--batch-size", decimal(copyBatch), "--config", testConfig(t, ""))
 	if r.code != exitOK {
 		t.Fatalf("db copy: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}

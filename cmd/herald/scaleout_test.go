@@ -32,6 +32,9 @@ import (
 // figure in docs/benchmarks.md).
 const scaleOutReaders = 3000
 
+// scaleOutWorkers is each instance's delivery.workers (and SMTP connections).
+const scaleOutWorkers = 8
+
 // TestScaleOut runs real `herald serve` processes on one PostgreSQL schema,
 // all delivering into one SMTP server that records every message:
 //
@@ -68,9 +71,9 @@ func TestScaleOut(t *testing.T) {
 		"HERALD_SMTP_HOST=127.0.0.1",
 		"HERALD_SMTP_PORT=" + strconv.Itoa(smtpPort),
 		"HERALD_SMTP_TLS=none",
-		"HERALD_SMTP_CONNECTIONS=8",
+		"HERALD_SMTP_CONNECTIONS=" + strconv.Itoa(scaleOutWorkers),
 		"HERALD_ADMIN_TOKEN=scale-out-token",
-		"HERALD_DELIVERY_WORKERS=8",
+		"HERALD_DELIVERY_WORKERS=" + strconv.Itoa(scaleOutWorkers),
 		"HERALD_DELIVERY_BATCH_SIZE=50",
 		"HERALD_DELIVERY_LEASE=5s",
 		"HERALD_DIGEST_CHECK_INTERVAL=1s",
@@ -145,6 +148,11 @@ func TestScaleOut(t *testing.T) {
 	}
 	if killed.repeats > len(inHand) {
 		t.Errorf("%d repeats, more than the %d messages in hand at the kill", killed.repeats, len(inHand))
+	}
+	// A sent message is recorded before its worker sends the next: at most
+	// one repeat per worker of the killed instance.
+	if killed.repeats > scaleOutWorkers {
+		t.Errorf("%d repeats, more than the killed instance's %d workers", killed.repeats, scaleOutWorkers)
 	}
 
 	// The database agrees with the relay, issue by issue.
