@@ -318,11 +318,13 @@ func (a *Admin) Import(ctx context.Context, r io.Reader, opts ImportOptions, dry
 
 // DryRun returns a copy of the service whose writes are all rolled back:
 // an Import through it runs every check an import runs, row by row and
-// against the database (known, unsubscribed and bounced addresses), and
-// reports what it would do, writing nothing and queuing no email. Imports
-// write in batches; an address seen in an earlier (rolled-back) batch of
-// the same dry run is treated as created then, so repeats are reported as
-// a real import would.
+// against the database (known, unsubscribed, bounced and suppressed
+// addresses), and reports what it would do, writing nothing and queuing no
+// email. Its rows, rejections and created count are the import's. Imports
+// write in batches; an address created by an earlier (rolled-back) batch
+// of the same dry run is known to later ones by an 8-byte hash only, as a
+// subscriber with no name and no newsletters, so a repeat of it further
+// down the file counts as updated where the import may count it unchanged.
 func (s *Service) DryRun() *Service {
 	c := *s
 	c.store = &dryRunStore{Store: s.store, seed: maphash.MakeSeed(), created: make(map[uint64]bool)}

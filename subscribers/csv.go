@@ -131,7 +131,6 @@ func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions, r
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if !errors.As(err, &pe) {
@@ -141,6 +140,9 @@ func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions, r
 			rejectf(pe.StartLine, "", "%s", csvReason(err))
 			continue
 		}
+		// After a parse error the record has no fields: FieldPos would
+		// panic, so the line is asked for only now.
+		line, _ := cr.FieldPos(0)
 		st.Rows++
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			st.Rows-- // a blank line is not a row
