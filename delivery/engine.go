@@ -48,7 +48,9 @@ type Config struct {
 	// temporarily before it settles as failed. Default 72h.
 	MaxAge time.Duration
 	// SettleEvery is how often results are written when fewer than
-	// BatchSize are waiting. Default 200ms.
+	// BatchSize are waiting. A sent message is written at once instead:
+	// its worker sends nothing else until it is recorded, so that a crash
+	// repeats at most one message per worker. Default 200ms.
 	SettleEvery time.Duration
 	// PauseBase is how long the engine stops claiming after a pool-wide
 	// failure (421, relay unreachable); consecutive pauses without a
