@@ -28,6 +28,9 @@ type DigestData struct {
 	Date                  time.Time
 	Articles              []DigestArticle
 	ArchiveURL            string // this issue in the web archive ("View in your browser"); optional
+	// Headers are more header fields every reader's message carries, after
+	// List-Id (CFBL-Address, Feedback-ID: FeedbackHeaders); optional.
+	Headers []Header
 }
 
 // DigestArticle is one article in a digest. URL is required; ImageURL,
@@ -92,7 +95,8 @@ type digestBody struct {
 // concurrent use.
 type DigestTemplate struct {
 	fromName, from, replyTo, subject string
-	listID                           string // List-Id value
+	listID                           string   // List-Id value
+	extra                            []Header // DigestData.Headers
 
 	fromHdr []byte // "From: ...\r\n"
 	midHdr  []byte // "Reply-To: ...\r\nSubject: ...\r\n"
@@ -127,6 +131,11 @@ func (c *Composer) PrepareDigest(d DigestData) (*DigestTemplate, error) {
 	if err := checkText("Subject", subject); err != nil {
 		return nil, fmt.Errorf("prepare digest %s: %w", d.NewsletterID, err)
 	}
+	for _, h := range d.Headers {
+		if err := checkHeader(h); err != nil {
+			return nil, fmt.Errorf("prepare digest %s: %w", d.NewsletterID, err)
+		}
+	}
 	v := c.digestView(&d, subject)
 	marker := "hrld" + digestNonce(&c.cfg, &d)
 	v.UnsubscribeURL = marker + string(rune('0'+slotUnsubscribe))
@@ -137,6 +146,7 @@ func (c *Composer) PrepareDigest(d DigestData) (*DigestTemplate, error) {
 		from:     c.cfg.From,
 		replyTo:  c.cfg.ReplyTo,
 		subject:  subject,
+		extra:    slices.Clone(d.Headers),
 	}
 	t.listID = string(appendPhrase(nil, d.NewsletterName, -len("List-Id: "))) + " <" + d.NewsletterID + "." + c.digest.domain + ">"
 	for _, variant := range []struct {
@@ -191,10 +201,10 @@ func (c *Composer) PrepareDigest(d DigestData) (*DigestTemplate, error) {
 // staticHeaders are the extra headers every reader's message carries after
 // List-Unsubscribe.
 func (t *DigestTemplate) staticHeaders() []Header {
-	return []Header{
+	return append([]Header{
 		{Name: "List-Unsubscribe-Post", Value: "List-Unsubscribe=One-Click"},
 		{Name: "List-Id", Value: t.listID},
-	}
+	}, t.extra...)
 }
 
 func (c *Composer) checkDigest(d *DigestData) error {

@@ -38,8 +38,13 @@ type Options struct {
 	// ConfirmInterval is the least time between two confirmation emails to
 	// one pending address, whatever the number of signups.
 	ConfirmInterval time.Duration
-	Now             func() time.Time
-	Logger          *slog.Logger
+	// SoftBounceThreshold is how many soft bounces within
+	// SoftBounceWindow make an address bounced (RecordFeedback); default
+	// DefaultSoftBounceThreshold and DefaultSoftBounceWindow.
+	SoftBounceThreshold int
+	SoftBounceWindow    time.Duration
+	Now                 func() time.Time
+	Logger              *slog.Logger
 }
 
 // Service carries out what readers and operators do to subscribers.

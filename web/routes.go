@@ -40,6 +40,12 @@ func (s *Server) registerRoutes() {
 	e.POST("/api/v1/issues/:id/resend-failed", s.handleResendFailed, s.requireAdmin)
 	e.GET("/api/v1/stats", s.handleStats, s.requireAdmin)
 
+	// Bounce and complaint webhooks: each checks its provider's signature.
+	s.setBodyLimit(e.POST("/webhooks/ses", s.handleSESWebhook), WebhookBodyLimit)
+	s.setBodyLimit(e.POST("/webhooks/postmark", s.handlePostmarkWebhook), WebhookBodyLimit)
+	s.setBodyLimit(e.POST("/webhooks/sendgrid", s.handleSendGridWebhook), WebhookBodyLimit)
+	s.setBodyLimit(e.POST("/webhooks/mailgun", s.handleMailgunWebhook), WebhookBodyLimit)
+
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
 	e.GET("/metrics", s.handleMetrics, s.requireMetrics)

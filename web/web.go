@@ -169,6 +169,9 @@ type Deps struct {
 	// IssueAdmin re-sends an issue's failed messages. Nil: that route
 	// answers 503.
 	IssueAdmin IssueAdmin
+	// Webhooks receives the bounce and complaint webhooks (NewWebhooks).
+	// Nil: every /webhooks/ route answers 404.
+	Webhooks *Webhooks
 	// Logger receives one line per request and the detail of every
 	// failure. Nil discards.
 	Logger *slog.Logger
@@ -206,6 +209,9 @@ type Server struct {
 	// or smaller than Config.BodyLimit.
 	bodyLimits map[string]int64
 	echo       *echo.Echo
+
+	// hooks receives the bounce webhooks; nil: they answer 404.
+	hooks *Webhooks
 
 	// The admin API's collaborators; nil: not configured.
 	tokens     Tokens // nil: only Config.AdminToken opens the API
@@ -276,6 +282,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		echo:    echo.New(),
 	}
 	s.tokens, s.subAdmin, s.artAdmin, s.issueAdmin = deps.Tokens, deps.SubscriberAdmin, deps.ArticleAdmin, deps.IssueAdmin
+	s.hooks = deps.Webhooks
 	if cfg.SignupPerIP > 0 {
 		s.limiter = newIPLimiter(cfg.SignupPerIP)
 	}

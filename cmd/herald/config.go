@@ -54,6 +54,8 @@ type Config struct {
 	DKIM        DKIMConfig         `yaml:"dkim"`
 	Newsletters []NewsletterConfig `yaml:"newsletters"`
 	Feeds       []FeedConfig       `yaml:"feeds"`
+	Bounces     BouncesConfig      `yaml:"bounces"`
+	Webhooks    WebhooksConfig     `yaml:"webhooks"`
 }
 
 // HTTPConfig is the web server.
@@ -105,6 +107,18 @@ type MailConfig struct {
 	// TemplatesDir, if set, is a directory of email templates that replace
 	// the built-in ones of the same name (e.g. digest.html.tmpl).
 	TemplatesDir string `yaml:"templates_dir"`
+	// BounceDomain, if set, turns VERP on: every email's return path
+	// (envelope sender) is bounces+<token>@BounceDomain, the token naming
+	// the message, so that a bounce names it even when it names no
+	// address. The domain's MX must deliver to the mailbox that
+	// herald bounces import reads (or to the provider whose webhook
+	// reports bounces).
+	BounceDomain string `yaml:"bounce_domain"`
+	// CFBLAddress, if set, is where mailbox providers send complaint
+	// reports (RFC 9477): every email carries "CFBL-Address: <it>;
+	// report=arf", CFBL-Feedback-ID and Feedback-ID. Its domain must align
+	// with the DKIM signature, which must cover those headers.
+	CFBLAddress string `yaml:"cfbl_address"`
 }
 
 // SMTPConfig is the relay used when mail.transport is "smtp".
@@ -928,6 +942,9 @@ func (l *loader) validate(c *Config) {
 	if c.Delivery.RatePerSecond < 0 {
 		bad("delivery.rate_per_second", "must be 0 (no limit) or more, got %q", strconv.FormatFloat(c.Delivery.RatePerSecond, 'g', -1, 64))
 	}
+
+	// bounces and complaints
+	l.validateBounces(c, bad)
 
 	// delivery
 	positive("delivery.lease", c.Delivery.Lease)

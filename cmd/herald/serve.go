@@ -108,6 +108,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, m, logger)
 		wake = engine.Wake
 	}
+	hooks, err := newWebhooks(ctx, cfg, db, subs)
+	if err != nil {
+		return err
+	}
 	site, err := web.New(webConfig(cfg), web.Deps{
 		Subscribers:    subs,
 		Articles:       arts,
@@ -122,6 +126,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		SubscriberAdmin: newSubscriberAdmin(subs, db, logger),
 		ArticleAdmin:    arts,
 		IssueAdmin:      digests,
+
+		// The bounce and complaint webhooks (webhooks.*).
+		Webhooks: hooks,
 	})
 	if err != nil {
 		return err

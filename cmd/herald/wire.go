@@ -125,10 +125,12 @@ func newDigests(cfg *Config, db database, logger *slog.Logger) (*digest.Service,
 // newSubscribers builds the subscribers service from the configuration.
 func newSubscribers(ctx context.Context, cfg *Config, db database, logger *slog.Logger) (*subscribers.Service, error) {
 	return subscribers.NewService(ctx, db, subscribers.Options{
-		Newsletters:     cfg.NewsletterIDs(),
-		MessageIDDomain: addressDomain(cfg.FromAddress().Address),
-		ConsentVersion:  cfg.Site.ConsentVersion,
-		Logger:          logger,
+		Newsletters:         cfg.NewsletterIDs(),
+		MessageIDDomain:     addressDomain(cfg.FromAddress().Address),
+		ConsentVersion:      cfg.Site.ConsentVersion,
+		SoftBounceThreshold: cfg.Bounces.SoftThreshold,
+		SoftBounceWindow:    cfg.Bounces.SoftWindow,
+		Logger:              logger,
 	})
 }
 
@@ -174,6 +176,9 @@ type renderer struct {
 	digests  digestSource
 	editions *editionCache
 	zones    map[string]*time.Location // newsletter id -> its time zone
+	// feedback adds the VERP return path and the complaint feedback
+	// headers; nil when mail.bounce_domain and mail.cfbl_address are unset.
+	feedback *feedbackWiring
 }
 
 var _ delivery.Renderer = (*renderer)(nil)
@@ -212,7 +217,7 @@ func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store
 		zones[n.ID] = loc
 	}
 	return &renderer{subs: subs, store: store, composer: composer, baseURL: cfg.HTTP.BaseURL, newsletters: nls,
-		digests: digests, editions: newEditionCache(editionCacheSize), zones: zones}
+		digests: digests, editions: newEditionCache(editionCacheSize), zones: zones, feedback: newFeedbackWiring(cfg, store)}
 }
 
 // Render composes job's email. A confirmation for a reader who is neither
@@ -235,7 +240,8 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 	case job.Kind != subscribers.KindConfirmation && sub.Status != subscribers.StatusActive:
 		return nil, fmt.Errorf("%s for a subscriber who is %s: %w", job.Kind, sub.Status, delivery.ErrCancel)
 	case job.Kind == digest.KindDigest:
-		return r.renderDigest(ctx, job, sub)
+		e, err := r.renderDigest(ctx, job, sub)
+		return r.feedback.finish(ctx, job, e, err)
 	}
 
 	d := mailer.Data{
@@ -260,7 +266,8 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 		}
 		d.ConfirmURL = r.baseURL + "/confirm/" + token
 	}
-	return r.composer.Compose(job.Kind, d)
+	e, err := r.composer.Compose(job.Kind, d)
+	return r.feedback.finish(ctx, job, e, err)
 }
 
 // renderDigest composes one reader's digest: the edition's template is
@@ -339,6 +346,7 @@ func (r *renderer) digestData(newsletterID string, issueID int64, subject string
 	if issueID > 0 {
 		d.ArchiveURL = r.baseURL + "/archive/" + newsletterID + "/" + strconv.FormatInt(issueID, 10)
 	}
+	d.Headers = r.feedback.headers(digest.KindDigest, newsletterID, issueID)
 	for _, a := range arts {
 		d.Articles = append(d.Articles, mailer.DigestArticle{
 			Title:       a.Title,
