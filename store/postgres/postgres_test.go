@@ -78,6 +78,11 @@ func TestDigestContract(t *testing.T) {
 	storetest.RunDigest(t, func(t *testing.T) storetest.DigestStore { return open(t) })
 }
 
+func TestAdminContract(t *testing.T) {
+	requireServer(t)
+	storetest.RunAdmin(t, func(t *testing.T) storetest.AdminStore { return open(t) })
+}
+
 func TestOpenRejectsBadDSN(t *testing.T) {
 	_, err := postgres.Open(t.Context(), "postgres://herald:s3cret@[::1")
 	if err == nil {

@@ -37,6 +37,10 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t) })
 }
 
+func TestAdminContract(t *testing.T) {
+	storetest.RunAdmin(t, func(t *testing.T) storetest.AdminStore { return open(t) })
+}
+
 func TestOpenCreatesMissingDir(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "herald.db")
 	db, err := sqlite.Open(t.Context(), path)
