@@ -42,8 +42,10 @@ type SMTPConfig struct {
 }
 
 // SMTPTransport is a Transport that sends through an SMTP relay over a pool
-// of reused connections. It writes the MIME itself (Email.AppendTo) and uses
-// go-mail's low-level client for the protocol. It is safe for concurrent use.
+// of reused connections. It writes the MIME itself (Email.AppendTo), uses
+// go-mail's low-level client to set a connection up (greeting, EHLO,
+// STARTTLS, AUTH) and runs the mail transactions itself, pipelined (RFC
+// 2920) when the relay offers PIPELINING. It is safe for concurrent use.
 type SMTPTransport struct {
 	cfg  SMTPConfig
 	addr string
@@ -65,7 +67,14 @@ type smtpConn struct {
 	raw       net.Conn // the TCP connection: deadlines are set here
 	c         *smtp.Client
 	idleSince time.Time
-	buf       []byte // the encoded message, reused from one send to the next
+	// pipelining is set when the relay offers PIPELINING (RFC 2920).
+	pipelining bool
+	// dirty is set while the last transaction did not end with the
+	// relay taking the message: the next one starts with RSET.
+	dirty bool
+	// Buffers reused from one send to the next: the encoded message, the
+	// commands of a transaction, the dot-stuffed message.
+	buf, cmds, out []byte
 }
 
 // NewSMTPTransport returns a transport for cfg. It connects lazily, on the
@@ -120,8 +129,9 @@ func NewSMTPTransport(cfg SMTPConfig) *SMTPTransport {
 var errClosed = errors.New("smtp transport closed")
 
 // Send delivers e to e.To with MAIL FROM e.ReturnPath (or e.From). It reuses
-// an idle connection (after RSET) or dials a new one when fewer than
-// Connections are open, and waits otherwise. Errors are *SendError: Stage
+// an idle connection or dials a new one when fewer than Connections are
+// open, and waits otherwise. A reused connection that the relay closed while
+// idle is replaced silently: nothing of the message was taken. Errors are *SendError: Stage
 // says where it failed, Code carries the SMTP reply, Permanent is set for 5xx
 // replies and invalid messages, PoolWide for 421 replies and connection
 // failures. A ctx that ends while waiting for a free connection is a
@@ -142,22 +152,30 @@ func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 	if err != nil {
 		return &SendError{Stage: StageDial, Err: err}
 	}
-	if sc != nil && !sc.rset(ctx, t.cfg.Timeout) {
-		// The relay closed it while idle, or it broke: not an error
-		// worth reporting, just dial afresh.
-		sc.discard()
-		sc = nil
-	}
-	if sc == nil {
+	reused := sc != nil
+	if !reused {
 		if sc, err = t.dial(ctx); err != nil {
 			return err
 		}
 	}
-	keep, err := sc.send(ctx, t.cfg.Timeout, e)
+	keep, unanswered, err := sc.send(ctx, t.cfg.Timeout, e)
+	if !keep {
+		sc.discard()
+	}
+	if reused && unanswered && ctx.Err() == nil {
+		// The relay closed the idle connection (or said 421 and was
+		// about to): nothing of the message was taken, so it goes on a
+		// new connection, and the stale one is no error worth reporting.
+		if sc, err = t.dial(ctx); err != nil {
+			return err
+		}
+		keep, _, err = sc.send(ctx, t.cfg.Timeout, e)
+		if !keep {
+			sc.discard()
+		}
+	}
 	if keep {
 		t.putIdle(sc)
-	} else {
-		sc.discard()
 	}
 	return err
 }
@@ -318,6 +336,9 @@ func (t *SMTPTransport) dial(ctx context.Context) (*smtpConn, error) {
 			return fail(StageAuth, err)
 		}
 	}
+	// Asked after STARTTLS: the relay's second EHLO answer is the one
+	// that counts.
+	sc.pipelining, _ = c.Extension("PIPELINING")
 	return sc, nil
 }
 
@@ -351,68 +372,18 @@ func (sc *smtpConn) arm(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// rset ends the previous transaction on a reused connection, which also
-// proves the connection still works.
-func (sc *smtpConn) rset(ctx context.Context, timeout time.Duration) bool {
-	stop := sc.watch(ctx)
-	err := sc.arm(ctx, timeout)
-	if err == nil {
-		err = sc.c.Reset()
-	}
-	return stop() && err == nil
-}
-
-// send runs one mail transaction. keep reports whether the connection is
-// still in a known state (the relay answered, and not with 421) and may
-// serve the next message.
-func (sc *smtpConn) send(ctx context.Context, timeout time.Duration, e *Email) (keep bool, err error) {
-	stop := sc.watch(ctx)
-	defer func() {
-		// If the watcher fired, the deadline may already be in the
-		// past: the connection cannot be trusted any more.
-		if !stop() {
-			keep = false
-		}
-	}()
-	step := func(stage string, f func() error) error {
-		if err := sc.arm(ctx, timeout); err != nil {
-			return classify(ctx, stage, err)
-		}
-		if err := f(); err != nil {
-			return classify(ctx, stage, err)
-		}
-		return nil
-	}
+// send encodes e and runs its mail transaction (see transact).
+func (sc *smtpConn) send(ctx context.Context, timeout time.Duration, e *Email) (keep, unanswered bool, err error) {
 	var encErr error
 	sc.buf, encErr = e.AppendTo(sc.buf[:0])
 	if encErr != nil {
-		return true, &SendError{Stage: StageEncode, Permanent: true, Err: encErr}
+		return true, false, &SendError{Stage: StageEncode, Permanent: true, Err: encErr}
 	}
 	from := e.ReturnPath
 	if from == "" {
 		from = e.From
 	}
-	if err := step(StageMail, func() error { return sc.c.Mail("<" + from + ">") }); err != nil {
-		return replied(err), err
-	}
-	if err := step(StageRcpt, func() error { return sc.c.Rcpt("<" + e.To + ">") }); err != nil {
-		return replied(err), err
-	}
-	err = step(StageData, func() error {
-		w, err := sc.c.Data()
-		if err != nil {
-			return err
-		}
-		if _, err := w.Write(sc.buf); err != nil {
-			_ = w.Close()
-			return err
-		}
-		return w.Close()
-	})
-	if err != nil {
-		return replied(err), err
-	}
-	return true, nil
+	return sc.transact(ctx, timeout, from, e.To, sc.buf)
 }
 
 // replied reports whether err is an SMTP reply after which the connection

@@ -1,0 +1,210 @@
+package mailer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/textproto"
+	"slices"
+	"time"
+)
+
+// This file is the mail transaction itself, written on the connection that
+// go-mail's client set up (greeting, EHLO, STARTTLS, AUTH): go-mail sends
+// one command and waits for its reply, and copies the message through a
+// byte-at-a-time dot-stuffing writer, both too slow for bulk sending.
+//
+// When the relay offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO and DATA
+// (after an RSET when the previous transaction failed) go out in one write,
+// and their replies are read in order; the message follows the 354 in a
+// second write. Without PIPELINING the same commands go one at a time.
+
+// transact runs one mail transaction for the encoded message msg. keep
+// reports whether the connection is in a known state and may serve the
+// next message. unanswered reports that the relay answered nothing of this
+// transaction before the connection failed (a reused connection the relay
+// had closed): the message was certainly not taken, and may be sent again
+// on a new connection at once.
+func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, to string, msg []byte) (keep, unanswered bool, err error) {
+	stop := sc.watch(ctx)
+	defer func() {
+		// If the watcher fired, the deadline may already be in the
+		// past: the connection cannot be trusted any more.
+		if !stop() {
+			keep = false
+		}
+	}()
+
+	cmds := sc.cmds[:0]
+	var seq [4]command
+	n := 0
+	add := func(stage string, expect int, parts ...string) {
+		start := len(cmds)
+		for _, p := range parts {
+			cmds = append(cmds, p...)
+		}
+		cmds = append(cmds, "\r\n"...)
+		seq[n] = command{stage: stage, expect: expect, start: start, end: len(cmds)}
+		n++
+	}
+	if sc.dirty {
+		// The previous transaction did not end with the relay's 250 to
+		// the message: start clean.
+		add(stageReset, 250, "RSET")
+	}
+	add(StageMail, 250, "MAIL FROM:<", from, ">")
+	add(StageRcpt, 25, "RCPT TO:<", to, ">") // 250 or 251
+	add(StageData, 354, "DATA")
+	sc.cmds = cmds
+	sc.dirty = true // until the relay takes the message
+
+	tp := sc.c.Text
+	// Only the first failure is reported; the replies after it are read
+	// to keep the conversation in step.
+	var first *SendError
+	answered := false // the relay answered a command of this transaction
+	dataTaken := false
+	// reply reads the answer to c; ok is false when the connection is
+	// lost or closing (421), and nothing more can be read.
+	reply := func(c command) (ok bool) {
+		_, _, err := tp.ReadResponse(c.expect)
+		var te *textproto.Error
+		switch {
+		case err == nil:
+			answered = true
+			dataTaken = c.stage == StageData
+			return true
+		case errors.As(err, &te):
+			// A 421 before any other reply is a relay that was closing
+			// the connection anyway (an idle timeout): unanswered.
+			answered = answered || te.Code != 421
+			stage := c.stage
+			if stage == stageReset {
+				stage = StageMail
+			}
+			if first == nil {
+				first = classify(ctx, stage, err)
+			}
+			// A relay that refuses RSET is in no state we know.
+			return te.Code != 421 && c.stage != stageReset
+		default:
+			if first == nil {
+				first = classify(ctx, c.stage, err)
+			}
+			return false
+		}
+	}
+
+	if err := sc.arm(ctx, timeout); err != nil {
+		return false, true, classify(ctx, seq[0].stage, err)
+	}
+	if sc.pipelining {
+		if err := sc.write(cmds); err != nil {
+			return false, true, classify(ctx, seq[0].stage, err)
+		}
+		for _, c := range seq[:n] {
+			if !reply(c) {
+				return false, !answered, first
+			}
+		}
+	} else {
+		for i, c := range seq[:n] {
+			if i > 0 {
+				if err := sc.arm(ctx, timeout); err != nil {
+					return false, false, classify(ctx, c.stage, err)
+				}
+			}
+			if err := sc.write(cmds[c.start:c.end]); err != nil {
+				return false, !answered, classify(ctx, c.stage, err)
+			}
+			if !reply(c) {
+				return false, !answered, first
+			}
+			if first != nil {
+				return true, false, first
+			}
+		}
+	}
+	if first != nil {
+		if dataTaken {
+			// RFC 2920 section 3.1: the relay took DATA although a
+			// command before it failed (no valid recipient). End the
+			// empty message with a lone dot; the relay refuses it.
+			if err := sc.arm(ctx, timeout); err != nil {
+				return false, false, first
+			}
+			if err := sc.write([]byte(".\r\n")); err != nil {
+				return false, false, first
+			}
+			if _, _, err := tp.ReadResponse(250); err != nil {
+				var te *textproto.Error
+				if !errors.As(err, &te) || te.Code == 421 {
+					return false, false, first
+				}
+			}
+		}
+		return true, false, first
+	}
+
+	if err := sc.arm(ctx, timeout); err != nil {
+		return false, false, classify(ctx, StageData, err)
+	}
+	sc.out = appendDotStuffed(sc.out[:0], msg)
+	if err := sc.write(sc.out); err != nil {
+		return false, false, classify(ctx, StageData, err)
+	}
+	if _, _, err := tp.ReadResponse(250); err != nil {
+		se := classify(ctx, StageData, err)
+		return replied(se), false, se
+	}
+	sc.dirty = false
+	return true, false, nil
+}
+
+// stageReset is the RSET that opens a transaction after a failed one. It
+// is reported as StageMail.
+const stageReset = "rset"
+
+// command is one line of a transaction: its stage, the reply code it
+// expects (a prefix: 25 takes 250 and 251) and where it lies in the
+// command buffer.
+type command struct {
+	stage      string
+	expect     int
+	start, end int
+}
+
+// write sends b at once: the buffered writer holds nothing between
+// commands, so a large b goes straight to the connection in one call.
+func (sc *smtpConn) write(b []byte) error {
+	w := sc.c.Text.W
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// appendDotStuffed appends msg as the DATA of a transaction: a line that
+// starts with a dot gets another (RFC 5321 section 4.5.2), the last line
+// ends in CRLF, and the lone dot that ends the data follows. msg has CRLF
+// line endings, as Email.AppendTo writes them.
+func appendDotStuffed(dst, msg []byte) []byte {
+	dst = slices.Grow(dst, len(msg)+len(msg)/64+8)
+	if len(msg) > 0 && msg[0] == '.' {
+		dst = append(dst, '.')
+	}
+	for {
+		i := bytes.Index(msg, []byte("\n."))
+		if i < 0 {
+			break
+		}
+		dst = append(dst, msg[:i+1]...)
+		dst = append(dst, '.')
+		msg = msg[i+1:]
+	}
+	dst = append(dst, msg...)
+	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
+		dst = append(dst, "\r\n"...)
+	}
+	return append(dst, ".\r\n"...)
+}
