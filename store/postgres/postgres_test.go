@@ -83,6 +83,12 @@ func TestAdminContract(t *testing.T) {
 	storetest.RunAdmin(t, func(t *testing.T) storetest.AdminStore { return open(t) })
 }
 
+func TestFeedbackContract(t *testing.T) {
+	requireServer(t)
+	storetest.RunFeedback(t, func(t *testing.T) storetest.FeedbackStore[postgres.FeedbackLogEntry] { return open(t) },
+		func(e postgres.FeedbackLogEntry) subscribers.FeedbackLog { return e.FeedbackLog })
+}
+
 func TestOpenRejectsBadDSN(t *testing.T) {
 	_, err := postgres.Open(t.Context(), "postgres://herald:s3cret@[::1")
 	if err == nil {

@@ -41,6 +41,11 @@ func TestAdminContract(t *testing.T) {
 	storetest.RunAdmin(t, func(t *testing.T) storetest.AdminStore { return open(t) })
 }
 
+func TestFeedbackContract(t *testing.T) {
+	storetest.RunFeedback(t, func(t *testing.T) storetest.FeedbackStore[sqlite.FeedbackLogEntry] { return open(t) },
+		func(e sqlite.FeedbackLogEntry) subscribers.FeedbackLog { return e.FeedbackLog })
+}
+
 func TestOpenCreatesMissingDir(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "herald.db")
 	db, err := sqlite.Open(t.Context(), path)
