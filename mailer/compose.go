@@ -19,7 +19,12 @@ import (
 const (
 	KindConfirmation = "confirmation"
 	KindWelcome      = "welcome"
+	// KindDataExport carries the link to a reader's data export.
+	KindDataExport = "data_export"
 )
+
+// DataExportTTL is how long a data export link works, as the email says.
+const DataExportTTL = 7 * 24 * time.Hour
 
 // ComposerConfig is what every email says about its sender.
 type ComposerConfig struct {
@@ -59,7 +64,10 @@ type Data struct {
 	ConfirmURL     string
 	UnsubscribeURL string
 	PreferencesURL string
-	Newsletters    []NewsletterInfo
+	// DataExportURL is the page that downloads the reader's data
+	// (KindDataExport only).
+	DataExportURL string
+	Newsletters   []NewsletterInfo
 }
 
 // kind is one row of the table of emails the Composer knows. A new kind is
@@ -86,6 +94,18 @@ func kindTable() []kind {
 				return "Welcome to " + cfg.SiteName
 			},
 			check: func(d *Data) error { return checkURL("UnsubscribeURL", d.UnsubscribeURL, true) },
+		},
+		{
+			name: KindDataExport,
+			subject: func(cfg *ComposerConfig, _ *Data) string {
+				return "Your data at " + cfg.SiteName
+			},
+			check: func(d *Data) error {
+				if err := checkURL("DataExportURL", d.DataExportURL, true); err != nil {
+					return err
+				}
+				return checkURL("UnsubscribeURL", d.UnsubscribeURL, true)
+			},
 		},
 	}
 }
@@ -118,6 +138,8 @@ type view struct {
 	ConfirmTTL     string // "48 hours"
 	UnsubscribeURL string
 	PreferencesURL string
+	DataExportURL  string
+	DataExportTTL  string // "7 days"
 	Newsletters    []NewsletterInfo
 }
 
@@ -248,6 +270,8 @@ func (c *Composer) Compose(kind string, d Data) (*Email, error) {
 		ConfirmTTL:     c.ttl,
 		UnsubscribeURL: d.UnsubscribeURL,
 		PreferencesURL: d.PreferencesURL,
+		DataExportURL:  d.DataExportURL,
+		DataExportTTL:  durationWords(DataExportTTL),
 		Newsletters:    d.Newsletters,
 	}
 	var text, html bytes.Buffer

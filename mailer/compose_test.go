@@ -47,6 +47,7 @@ func testData() Data {
 		ConfirmURL:     "https://herald.passblue.example/confirm/c0nf1rmT0ken-abcdefghijklmnopqrstuvwxyz0123456789",
 		UnsubscribeURL: "https://herald.passblue.example/unsubscribe/uNsUbT0ken-abcdefghijklmnopqrstuvwxyz",
 		PreferencesURL: "https://herald.passblue.example/preferences/pR3fT0ken-abcdefghijklmnopqrstuvwxyz",
+		DataExportURL:  "https://herald.passblue.example/data/d4taT0ken-abcdefghijklmnopqrstuvwxyz0123456789",
 		Newsletters: []NewsletterInfo{
 			{ID: "daily", Name: "PassBlue Daily", Frequency: "every weekday morning",
 				Description: "The day's news from the United Nations in five minutes: what the Security Council decided, who spoke, and what comes next."},

@@ -59,8 +59,9 @@ type importRow struct {
 // order. Rows go to the store in batches, one transaction each, so memory
 // stays flat whatever the file's length. Each bad row is passed to reject
 // and skipped; the good ones are imported. Addresses that unsubscribed,
-// bounced or complained are never re-added. progress, when set, is called
-// after each batch with the number of rows read so far.
+// bounced or complained, and addresses on the suppression list, are never
+// re-added. progress, when set, is called after each batch with the
+// number of rows read so far.
 func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions, reject func(Rejection), progress func(rows int)) (ImportStats, error) {
 	var st ImportStats
 	if opts.Status == "" {
@@ -222,6 +223,12 @@ func (s *Service) importBatch(ctx context.Context, batch []importRow, opts Impor
 	err := s.store.Update(ctx, func(tx Tx) error {
 		out = outcome{}
 		for _, row := range batch {
+			if suppressed, err := s.suppressedIn(ctx, tx, row.email); err != nil {
+				return err
+			} else if suppressed {
+				out.rejected = append(out.rejected, Rejection{Line: row.line, Email: row.email, Reason: "the address is on the suppression list"})
+				continue
+			}
 			sub, err := tx.SubscriberByEmail(row.email)
 			if herald.IsCode(err, herald.ENOTFOUND) {
 				sub = &Subscriber{Email: row.email, Name: row.name, Status: opts.Status, Newsletters: row.newsletters, CreatedAt: now, UpdatedAt: now}

@@ -43,8 +43,11 @@ type Options struct {
 	// DefaultSoftBounceThreshold and DefaultSoftBounceWindow.
 	SoftBounceThreshold int
 	SoftBounceWindow    time.Duration
-	Now                 func() time.Time
-	Logger              *slog.Logger
+	// IPMode is how much of a reader's IP address the consent records
+	// keep (at signup and at confirmation); default IPTruncate.
+	IPMode IPMode
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Service carries out what readers and operators do to subscribers.
@@ -52,10 +55,17 @@ type Service struct {
 	store  Store
 	opts   Options
 	signer signer
+	// privacy is store when it implements PrivacyStore, else nil: the
+	// suppression list, export, erase and retention need it.
+	privacy     PrivacyStore
+	suppressKey []byte // keys the suppression list's address hashes
+	ipKey       []byte // keys consent IPs in IPHash mode
 }
 
 // NewService returns a Service over store, loading (or creating, on first
-// start) the key that signs unsubscribe and preference links.
+// start) the key that signs unsubscribe and preference links, and, when
+// store implements PrivacyStore, the key of the suppression list (and, in
+// IPHash mode, the key of consent IPs).
 func NewService(ctx context.Context, store Store, opts Options) (*Service, error) {
 	if opts.ConfirmTTL <= 0 {
 		opts.ConfirmTTL = DefaultConfirmTTL
@@ -75,11 +85,29 @@ func NewService(ctx context.Context, store Store, opts Options) (*Service, error
 	if len(opts.Newsletters) == 0 {
 		return nil, fmt.Errorf("subscribers: at least one newsletter must be configured")
 	}
+	if opts.IPMode == "" {
+		opts.IPMode = IPTruncate
+	}
+	if !opts.IPMode.Valid() {
+		return nil, fmt.Errorf("subscribers: IPMode must be full, truncate or hash, got %q", opts.IPMode)
+	}
 	key, err := store.Secret(ctx, "token_key", newKey)
 	if err != nil {
 		return nil, fmt.Errorf("load token key: %w", err)
 	}
-	return &Service{store: store, opts: opts, signer: signer{key: key}}, nil
+	s := &Service{store: store, opts: opts, signer: signer{key: key}}
+	if ps, ok := store.(PrivacyStore); ok {
+		s.privacy = ps
+		if s.suppressKey, err = store.Secret(ctx, suppressionKeyName, newKey); err != nil {
+			return nil, fmt.Errorf("load suppression key: %w", err)
+		}
+	}
+	if opts.IPMode == IPHash {
+		if s.ipKey, err = store.Secret(ctx, ipKeyName, newKey); err != nil {
+			return nil, fmt.Errorf("load consent IP key: %w", err)
+		}
+	}
+	return s, nil
 }
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC() }
@@ -132,7 +160,7 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 	consent := func(id int64) *Consent {
 		return &Consent{
 			SubscriberID: id, CreatedAt: now,
-			IP: clip(r.IP, 64), UserAgent: clip(r.UserAgent, 512), Source: clip(r.Source, 1024),
+			IP: s.consentIP(r.IP), UserAgent: clip(r.UserAgent, 512), Source: clip(r.Source, 1024),
 			TextVersion: s.opts.ConsentVersion, Newsletters: lists,
 		}
 	}
@@ -140,6 +168,11 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 	var subscriberID int64
 	err = s.store.Update(ctx, func(tx Tx) error {
 		queued = false
+		// A suppressed address gets the same answer as any other, and
+		// nothing is stored or sent.
+		if suppressed, err := s.suppressedIn(ctx, tx, email); err != nil || suppressed {
+			return err
+		}
 		sub, err := tx.SubscriberByEmail(email)
 		isNew := herald.IsCode(err, herald.ENOTFOUND)
 		switch {
@@ -326,7 +359,7 @@ func (s *Service) Confirm(ctx context.Context, token, ip string) (*Subscriber, e
 		sub.ConfirmedAt = now
 		sub.UpdatedAt = now
 		if c, err := tx.LatestConsent(sub.ID); err == nil {
-			if err := tx.ConfirmConsent(c.ID, now, clip(ip, 64)); err != nil {
+			if err := tx.ConfirmConsent(c.ID, now, s.consentIP(ip)); err != nil {
 				return err
 			}
 			if len(c.Newsletters) > 0 {

@@ -95,7 +95,7 @@ func TestSignupCreatesPendingWithConsentAndOneConfirmation(t *testing.T) {
 	if sub.Status != subscribers.StatusPending || sub.Name != "Ana" || strings.Join(sub.Newsletters, ",") != "weekly" {
 		t.Errorf("subscriber = %+v", sub)
 	}
-	if got := e.count(t, `SELECT COUNT(*) FROM consents WHERE subscriber_id = ? AND ip = '192.0.2.7' AND user_agent = 'test' AND text_version = '2026-11' AND source LIKE 'https://passblue%'`, sub.ID); got != 1 {
+	if got := e.count(t, `SELECT COUNT(*) FROM consents WHERE subscriber_id = ? AND ip = '192.0.2.0' AND user_agent = 'test' AND text_version = '2026-11' AND source LIKE 'https://passblue%'`, sub.ID); got != 1 {
 		t.Errorf("consent rows = %d, want 1", got)
 	}
 	if got := e.queued(t, subscribers.KindConfirmation); got != 1 {
@@ -262,7 +262,7 @@ func TestConfirmTokens(t *testing.T) {
 	if got.Status != subscribers.StatusActive || !got.ConfirmedAt.Equal(e.now) {
 		t.Errorf("confirmed subscriber = %+v", got)
 	}
-	if n := e.count(t, `SELECT COUNT(*) FROM consents WHERE subscriber_id = ? AND confirmed_at IS NOT NULL AND confirm_ip = '198.51.100.1'`, sub.ID); n != 1 {
+	if n := e.count(t, `SELECT COUNT(*) FROM consents WHERE subscriber_id = ? AND confirmed_at IS NOT NULL AND confirm_ip = '198.51.100.0'`, sub.ID); n != 1 {
 		t.Errorf("consents confirmed = %d, want 1", n)
 	}
 	if n := e.queued(t, subscribers.KindWelcome); n != 1 {

@@ -90,6 +90,9 @@ type Purpose string
 // Token purposes.
 const (
 	PurposeConfirm Purpose = "confirm"
+	// PurposeDataExport tokens open a reader's data export page (GET
+	// /data/{token}) and download it once.
+	PurposeDataExport Purpose = "data_export"
 )
 
 // Token is a stored single-use token. Only the SHA-256 hash of the token
@@ -107,6 +110,9 @@ type Token struct {
 const (
 	KindConfirmation = "confirmation"
 	KindWelcome      = "welcome"
+	// KindDataExport carries the link to a reader's data export, which they
+	// asked for on their preference page.
+	KindDataExport = "data_export"
 )
 
 // OutboxMessage is one email to queue, written in the same transaction as the

@@ -16,6 +16,10 @@ func (s *Server) registerRoutes() {
 
 	e.GET("/preferences/:token", s.handlePreferencesPage)
 	e.POST("/preferences/:token", s.handlePreferences)
+	e.POST("/preferences/:token/export", s.handleDataRequest) // emails a link to GET /data/{token}
+	e.POST("/preferences/:token/erase", s.handleEraseRequest)
+	e.GET("/data/:token", s.handleDataPage)
+	e.POST("/data/:token", s.handleDataDownload)
 
 	e.GET("/archive", s.handleArchive)
 	e.GET("/archive.atom", s.handleArchiveFeed)
@@ -25,6 +29,11 @@ func (s *Server) registerRoutes() {
 	// The admin API: bearer token; a read token may only GET.
 	e.GET("/api/v1/openapi.json", s.handleOpenAPI) // no token: the document is public
 	e.GET("/api/v1/subscribers", s.handleListSubscribers, s.requireAdmin)
+	e.GET("/api/v1/subscribers/:id/export", s.handleExportSubscriber, s.requireAdmin)
+	e.DELETE("/api/v1/subscribers/:id", s.handleEraseSubscriber, s.requireAdmin)
+	e.GET("/api/v1/suppressions", s.handleListSuppressions, s.requireAdmin)
+	e.POST("/api/v1/suppressions", s.handleAddSuppression, s.requireAdmin)
+	e.DELETE("/api/v1/suppressions", s.handleRemoveSuppression, s.requireAdmin)
 	e.GET("/api/v1/subscribers/export", s.handleExportSubscribers, s.requireAdmin)
 	s.setBodyLimit(e.POST("/api/v1/subscribers/import", s.handleImportSubscribers, s.requireAdmin), max(ImportBodyLimit, s.cfg.BodyLimit))
 	e.GET("/api/v1/subscribers/:id", s.handleGetSubscriber, s.requireAdmin)

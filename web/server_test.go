@@ -35,6 +35,8 @@ func TestTemplates(t *testing.T) {
 		pageArchive:      sampleArchivePage(s),
 		pageArchiveIssue: sampleArchiveIssuePage(s),
 		pagePreferences:  samplePreferencesPage(s),
+		pageDataExport:   dataExportPage{basePage: s.base("t"), Masked: "a•••@b.example"},
+		pageErased:       erasedPage{basePage: s.base("t")},
 	}
 	names := p.names()
 	if len(names) != len(samples) {

@@ -27,6 +27,7 @@ import (
 	"herald/delivery"
 	"herald/digest"
 	"herald/mailer"
+	"herald/subscribers"
 )
 
 // Config is Herald's whole configuration. It is filled in three layers:
@@ -50,6 +51,7 @@ type Config struct {
 	Digest      DigestConfig       `yaml:"digest"`
 	Site        SiteConfig         `yaml:"site"`
 	Log         LogConfig          `yaml:"log"`
+	Privacy     PrivacyConfig      `yaml:"privacy"`
 	Metrics     MetricsConfig      `yaml:"metrics"`
 	DKIM        DKIMConfig         `yaml:"dkim"`
 	Newsletters []NewsletterConfig `yaml:"newsletters"`
@@ -269,6 +271,20 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
+// PrivacyConfig is what Herald keeps about readers, and for how long.
+type PrivacyConfig struct {
+	// IPMode is how much of a reader's IP a consent record keeps: "full",
+	// "truncate" (IPv4 /24, IPv6 /48) or "hash" (a keyed hash).
+	IPMode string `yaml:"ip_mode"`
+	// PendingRetention is how long an unconfirmed signup is kept; 0 keeps
+	// them forever.
+	PendingRetention time.Duration `yaml:"pending_retention"`
+	// DeliveryLogDays is how many days a settled message is kept one by
+	// one before it is counted into the daily statistics; 0 keeps them
+	// forever.
+	DeliveryLogDays int `yaml:"delivery_log_days" range:"0-36500"`
+}
+
 // NewsletterConfig is one newsletter readers can choose.
 type NewsletterConfig struct {
 	// ID is a slug ([a-z0-9-]) used in URLs, CSV files and the API.
@@ -357,6 +373,11 @@ func defaultConfig() Config {
 			Name:           "Herald",
 			ConsentVersion: "1",
 			ConsentText:    "I agree to receive the newsletters I chose. I can unsubscribe at any time with the link in every email.",
+		},
+		Privacy: PrivacyConfig{
+			IPMode:           "truncate",
+			PendingRetention: 720 * time.Hour,
+			DeliveryLogDays:  180,
 		},
 		Log:  LogConfig{Level: "info", Format: "text"},
 		DKIM: DKIMConfig{Headers: mailer.DefaultDKIMHeaders()},
@@ -984,6 +1005,12 @@ func (l *loader) validate(c *Config) {
 	}
 
 	// log
+	// privacy
+	oneOf("privacy.ip_mode", c.Privacy.IPMode, "full", "truncate", "hash")
+	if p := c.Privacy.PendingRetention; p < 0 || (p > 0 && p < subscribers.DefaultConfirmTTL) {
+		bad("privacy.pending_retention", "must be 0 (keep forever) or at least %s (a confirmation link's lifetime), got %q", subscribers.DefaultConfirmTTL, p.String())
+	}
+
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")
 

@@ -54,6 +54,8 @@ func commands() []command {
 		{"digest send", "build a digest issue now, deliver it and show the progress", (*app).digestSend},
 		{"subscribers import", "import subscribers from a CSV file", (*app).subscribersImport},
 		{"subscribers export", "export every subscriber as CSV", (*app).subscribersExport},
+		{"consent export", "export every consent record as CSV", (*app).consentExport},
+		{"retention run", "purge old unconfirmed signups and delivery logs once", (*app).retentionRun},
 		{"bounces import", "apply bounces and complaints from .eml, mbox or Maildir", (*app).bouncesImport},
 		{"tokens create", "create an admin API token and print it once", (*app).tokensCreate},
 		{"tokens list", "list the admin API tokens (never the tokens themselves)", (*app).tokensList},

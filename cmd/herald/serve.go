@@ -142,6 +142,11 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		Leader:   schedulerLeader(db),
 		Logger:   logger.With("component", "scheduler"),
 	}).Run}}
+	if ret, err := newRetention(cfg, db, logger); err == nil {
+		loops = append(loops, background{"retention", ret.Run})
+	} else {
+		logger.Warn("no retention loop", "error", err)
+	}
 	if len(cfg.Feeds) > 0 {
 		loops = append(loops, background{"feed poller", newPoller(cfg, db, logger).Run})
 	} else {

@@ -128,6 +128,7 @@ func newSubscribers(ctx context.Context, cfg *Config, db database, logger *slog.
 		Newsletters:         cfg.NewsletterIDs(),
 		MessageIDDomain:     addressDomain(cfg.FromAddress().Address),
 		ConsentVersion:      cfg.Site.ConsentVersion,
+		IPMode:              subscribers.IPMode(cfg.Privacy.IPMode),
 		SoftBounceThreshold: cfg.Bounces.SoftThreshold,
 		SoftBounceWindow:    cfg.Bounces.SoftWindow,
 		Logger:              logger,
@@ -221,9 +222,10 @@ func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store
 }
 
 // Render composes job's email. A confirmation for a reader who is neither
-// pending nor unsubscribed, any other email for a reader who is not active,
-// and any email to a reader who has been erased are cancelled
-// (delivery.ErrCancel).
+// pending nor unsubscribed, a data export for a reader whose address
+// bounced, any other email for a reader who is not active, any email to an
+// address on the suppression list and any email to a reader who has been
+// erased are cancelled (delivery.ErrCancel).
 func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email, error) {
 	sub, err := r.store.FindSubscriberByID(ctx, job.SubscriberID)
 	if herald.IsCode(err, herald.ENOTFOUND) {
@@ -231,12 +233,23 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 	} else if err != nil {
 		return nil, fmt.Errorf("render %s for subscriber %d: %w", job.Kind, job.SubscriberID, err)
 	}
+	if suppressed, err := r.subs.IsSuppressed(ctx, sub.Email); err != nil {
+		return nil, fmt.Errorf("render %s for subscriber %d: %w", job.Kind, job.SubscriberID, err)
+	} else if suppressed {
+		return nil, fmt.Errorf("%s for an address on the suppression list: %w", job.Kind, delivery.ErrCancel)
+	}
 	// Only a confirmation may go to someone who is not active (a pending
-	// signup, or an unsubscribed reader asking to come back); every other
-	// kind, including any added later, needs an active reader.
+	// signup, or an unsubscribed reader asking to come back), and a data
+	// export to anyone who asked for it from their preference page and
+	// whose address works; every other kind, including any added later,
+	// needs an active reader.
 	switch {
 	case job.Kind == subscribers.KindConfirmation && sub.Status != subscribers.StatusPending && sub.Status != subscribers.StatusUnsubscribed:
 		return nil, fmt.Errorf("confirmation for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
+	case job.Kind == subscribers.KindDataExport:
+		if sub.Status == subscribers.StatusBounced {
+			return nil, fmt.Errorf("data export for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
+		}
 	case job.Kind != subscribers.KindConfirmation && sub.Status != subscribers.StatusActive:
 		return nil, fmt.Errorf("%s for a subscriber who is %s: %w", job.Kind, sub.Status, delivery.ErrCancel)
 	case job.Kind == digest.KindDigest:
@@ -265,6 +278,14 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 			return nil, err
 		}
 		d.ConfirmURL = r.baseURL + "/confirm/" + token
+	}
+	if job.Kind == subscribers.KindDataExport {
+		// Like a confirmation's, minted at send time and stored by hash.
+		token, err := r.subs.IssueDataExportToken(ctx, sub.ID)
+		if err != nil {
+			return nil, err
+		}
+		d.DataExportURL = r.baseURL + "/data/" + token
 	}
 	e, err := r.composer.Compose(job.Kind, d)
 	return r.feedback.finish(ctx, job, e, err)

@@ -134,6 +134,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"},
 		"_txlock":       {"immediate"},
+		// Deleted rows are zeroed in their pages, so an erased reader's
+		// address does not linger in free space (Scrub then clears the
+		// WAL's older copies of those pages).
+		"_secure_delete": {"on"},
 	}
 	r := url.Values{"_query_only": {"1"}}
 	for k, v := range common {
