@@ -60,7 +60,8 @@ type Config struct {
 	// workers: a token bucket that holds a tenth of a second's worth (at
 	// least one). A worker waits for its token before rendering; a job
 	// whose turn would come after the first half of its lease is released,
-	// due when the rate would allow it, so keep BatchSize below
+	// due when the rate would allow it, so keep twice BatchSize (a batch
+	// is claimed while the last one is still being handed out) below
 	// RatePerSecond * Lease/2. Zero or less: no limit.
 	RatePerSecond float64
 	// PerDomainConcurrency caps the sends in flight at once to one
@@ -248,16 +249,34 @@ func (e *Engine) Run(ctx context.Context) error {
 		})
 	}
 
-	e.claimLoop(ctx, jobs, results)
+	// The next batch is claimed while the workers still take the jobs of
+	// the last one, so that they never wait for a claim; batches is
+	// unbuffered, so at most one claimed batch waits its turn.
+	batches := make(chan claimedBatch)
+	var dispatcher sync.WaitGroup
+	dispatcher.Go(func() {
+		for b := range batches {
+			e.dispatch(ctx, b.jobs, b.at, jobs, results)
+		}
+	})
+	e.claimLoop(ctx, batches)
+	close(batches)
+	dispatcher.Wait()
 	close(jobs)
 	wg.Wait()
 	close(results)
 	return <-settled
 }
 
-// claimLoop claims due batches and hands them to the workers until ctx is
+// claimedBatch is what one claim leased, and when.
+type claimedBatch struct {
+	jobs []Job
+	at   time.Time
+}
+
+// claimLoop claims due batches and hands them to the dispatcher until ctx is
 // done. It claims again at once while batches come back full.
-func (e *Engine) claimLoop(ctx context.Context, jobs chan<- claimedJob, results chan<- Result) {
+func (e *Engine) claimLoop(ctx context.Context, batches chan<- claimedBatch) {
 	tick := time.NewTicker(e.cfg.PollInterval)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -271,7 +290,11 @@ func (e *Engine) claimLoop(ctx context.Context, jobs chan<- claimedJob, results 
 				}
 			} else {
 				e.claimed.Add(int64(len(batch)))
-				e.dispatch(ctx, batch, now, jobs, results)
+				if len(batch) > 0 {
+					// The dispatcher always takes it, releasing its jobs
+					// once ctx is done.
+					batches <- claimedBatch{jobs: batch, at: now}
+				}
 				full = len(batch) >= e.cfg.BatchSize
 			}
 		}

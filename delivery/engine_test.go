@@ -243,9 +243,10 @@ func TestRunDrainsOnCancel(t *testing.T) {
 }
 
 func TestRunDrainsBetweenBatches(t *testing.T) {
-	// One worker busy, the claim loop blocked handing over the next job of
-	// a full batch, and more batches due: the cancel releases the rest of
-	// the batch and claims no more.
+	// One worker busy, the dispatcher blocked handing over the next job of
+	// a full batch, perhaps one more batch claimed ahead, and more batches
+	// due: the cancel releases the rest of what was claimed and claims no
+	// more.
 	h := newHarness()
 	h.cfg.Workers = 1
 	h.cfg.BatchSize = 3
@@ -268,11 +269,12 @@ func TestRunDrainsBetweenBatches(t *testing.T) {
 	if got := h.store.statuses(); !slices.Equal(got, want) {
 		t.Errorf("statuses after shutdown = %v, want %v", got, want)
 	}
-	if got := h.store.claimSizes(); !slices.Equal(got, []int{3}) {
-		t.Errorf("claims = %v, want one batch of 3", got)
+	got := h.store.claimSizes()
+	if !slices.Equal(got, []int{3}) && !slices.Equal(got, []int{3, 3}) {
+		t.Errorf("claims = %v, want one batch of 3 and at most one more claimed ahead", got)
 	}
-	if s := e.Stats(); s.Released != 2 || s.Sent != 1 {
-		t.Errorf("Stats = %+v, want 1 sent, 2 released", s)
+	if s := e.Stats(); s.Sent != 1 || s.Released != s.Claimed-1 {
+		t.Errorf("Stats = %+v, want 1 sent and every other claimed message released", s)
 	}
 }
 

@@ -223,32 +223,41 @@ interrupted.`,
 		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, nil, logger)
 	}
 
-	iss, err := digests.SendNow(ctx, nl.ID)
-	if herald.IsCode(err, herald.ECONFLICT) {
-		fmt.Fprintf(a.stderr, "%s: nothing new to send: no subscriber of %s has an article they have not received\n", fs.Name(), nl.ID)
-		return exitFailure
-	} else if err != nil {
-		return a.fail(fs, err)
-	}
-	fmt.Fprintf(a.stderr, "%s: issue %d of %s (%q) queued for %s\n", fs.Name(), iss.ID, nl.ID, iss.Subject, plural(iss.Readers, "reader", "readers"))
-
-	// The engine outlives ctx by the time it takes to settle what it has
-	// claimed: a Ctrl-C leaves no message leased to a process that is gone.
+	// The engine starts before the issue is built, so that the first
+	// readers' messages go out while later ones are still being queued. It
+	// outlives ctx by the time it takes to settle what it has claimed: a
+	// Ctrl-C leaves no message leased to a process that is gone.
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopEngine()
 	engineDone := make(chan error, 1)
 	if engine != nil {
 		go func() { engineDone <- engine.Run(engineCtx) }()
-	} else {
+	}
+	waitEngine := func() error {
+		stopEngine()
+		if engine == nil {
+			return nil
+		}
+		return <-engineDone
+	}
+
+	iss, err := digests.SendNow(ctx, nl.ID)
+	if herald.IsCode(err, herald.ECONFLICT) {
+		_ = waitEngine()
+		fmt.Fprintf(a.stderr, "%s: nothing new to send: no subscriber of %s has an article they have not received\n", fs.Name(), nl.ID)
+		return exitFailure
+	} else if err != nil {
+		_ = waitEngine()
+		return a.fail(fs, err)
+	}
+	fmt.Fprintf(a.stderr, "%s: issue %d of %s (%q) queued for %s\n", fs.Name(), iss.ID, nl.ID, iss.Subject, plural(iss.Readers, "reader", "readers"))
+	if engine == nil {
 		fmt.Fprintf(a.stderr, "%s: delivery.workers is 0: waiting for other instances to deliver\n", fs.Name())
 	}
 
 	p, err := a.watchIssue(ctx, digests, iss.ID)
-	stopEngine()
-	if engine != nil {
-		if eerr := <-engineDone; eerr != nil && err == nil {
-			err = fmt.Errorf("delivery engine: %w", eerr)
-		}
+	if eerr := waitEngine(); eerr != nil && err == nil {
+		err = fmt.Errorf("delivery engine: %w", eerr)
 	}
 	if final, perr := digests.Progress(context.WithoutCancel(ctx), iss.ID); perr == nil {
 		p = final
