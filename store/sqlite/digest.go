@@ -202,17 +202,40 @@ func (db *DB) Reader(ctx context.Context, newsletterID, email string) (digest.Re
 const (
 	insertEditionSQL = `INSERT INTO editions (issue_id, article_ids, readers) VALUES (?, ?, 0)
         ON CONFLICT (issue_id, article_ids) DO NOTHING`
-	findEditionSQL = `SELECT id FROM editions WHERE issue_id = ? AND article_ids = ?`
-	// A reader who left or was erased since Readers read them gets no row
-	// (and no foreign-key failure for the whole batch).
-	insertDigestSQL = `INSERT INTO messages
-        (kind, subscriber_id, issue_id, edition_id, message_id, priority, status, attempts,
-         next_attempt_at, created_at, updated_at)
-        SELECT ?1, s.id, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?6, ?6
-        FROM subscribers s WHERE s.id = ?7 AND s.status = 'active'
-        ON CONFLICT DO NOTHING`
+	findEditionSQL       = `SELECT id FROM editions WHERE issue_id = ? AND article_ids = ?`
 	addEditionReadersSQL = `UPDATE editions SET readers = readers + ? WHERE id = ?`
 )
+
+// enqueueChunk is how many messages one INSERT writes: one statement per
+// row cost four times SQLite's own work per row in binding and calls.
+const enqueueChunk = 250
+
+// insertDigestsSQL returns the INSERT of n messages of one edition, with
+// parameters ?1 kind, ?2 issue, ?3 edition, ?4 priority, ?5 now, then a
+// (subscriber id, Message-ID) pair per message. A reader who left or was
+// erased since Readers read them gets no row (and no foreign-key failure
+// for the whole batch); one whose row exists is skipped. Rows are written
+// in the order given (the CROSS JOIN keeps the VALUES as the outer loop), so
+// that claims, in id order, follow the subscribers' order.
+func insertDigestsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO messages
+        (kind, subscriber_id, issue_id, edition_id, message_id, priority, status, attempts,
+         next_attempt_at, created_at, updated_at)
+        SELECT ?1, s.id, ?2, ?3, v.column2, ?4, 'queued', 0, ?5, ?5, ?5
+        FROM (VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(?%d, ?%d)", 6+2*i, 7+2*i)
+	}
+	// The WHERE also keeps ON CONFLICT from reading as a join's ON.
+	b.WriteString(`) AS v CROSS JOIN subscribers s ON s.id = v.column1
+        WHERE s.status = 'active'
+        ON CONFLICT DO NOTHING`)
+	return b.String()
+}
 
 // EnqueueIssue writes, in one transaction, the editions the batch needs
 // (reusing the issue's existing ones with the same article list) and one
@@ -233,7 +256,7 @@ func (db *DB) EnqueueIssue(ctx context.Context, issueID int64, batch []digest.Is
 	op := fmt.Sprintf("enqueue issue %d", issueID)
 	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		var stmts [4]*sql.Stmt
-		for i, q := range []string{insertEditionSQL, findEditionSQL, insertDigestSQL, addEditionReadersSQL} {
+		for i, q := range []string{insertEditionSQL, findEditionSQL, insertDigestsSQL(enqueueChunk), addEditionReadersSQL} {
 			st, err := t.PrepareContext(ctx, q)
 			if err != nil {
 				return err
@@ -241,7 +264,7 @@ func (db *DB) EnqueueIssue(ctx context.Context, issueID int64, batch []digest.Is
 			defer st.Close()
 			stmts[i] = st
 		}
-		insEdition, findEdition, insMessage, addReaders := stmts[0], stmts[1], stmts[2], stmts[3]
+		insEdition, findEdition, insChunk, addReaders := stmts[0], stmts[1], stmts[2], stmts[3]
 
 		type edition struct {
 			id    int64
@@ -250,36 +273,73 @@ func (db *DB) EnqueueIssue(ctx context.Context, issueID int64, batch []digest.Is
 		// Readers mostly share a handful of article lists; most share the
 		// same slice, so the key is built once per distinct list.
 		editions := make(map[string]*edition)
-		var lastIDs []int64
-		var last *edition
 		at := encTimeNN(now)
-		for _, m := range batch {
-			ed := last
-			if last == nil || !sameSlice(m.ArticleIDs, lastIDs) {
-				key := encodeIDs(m.ArticleIDs)
-				ed = editions[key]
-				if ed == nil {
-					if _, err := insEdition.ExecContext(ctx, issueID, key); err != nil {
-						return err
-					}
-					ed = &edition{}
-					if err := findEdition.QueryRowContext(ctx, issueID, key).Scan(&ed.id); err != nil {
-						return err
-					}
-					editions[key] = ed
+		args := make([]any, 5, 5+2*enqueueChunk)
+		args[0], args[1], args[3], args[4] = digest.KindDigest, issueID, digest.Priority, at
+		// flush writes the run of messages of one edition.
+		flush := func(ed *edition, run []digest.IssueMessage) error {
+			for len(run) > 0 {
+				n := min(len(run), enqueueChunk)
+				args = args[:5]
+				args[2] = ed.id
+				for _, m := range run[:n] {
+					args = append(args, m.SubscriberID, m.MessageID)
 				}
-				last, lastIDs = ed, m.ArticleIDs
+				st := insChunk
+				if n < enqueueChunk {
+					var err error
+					if st, err = t.PrepareContext(ctx, insertDigestsSQL(n)); err != nil {
+						return err
+					}
+					defer st.Close()
+				}
+				res, err := st.ExecContext(ctx, args...)
+				if err != nil {
+					return err
+				}
+				added, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				ed.added += added
+				run = run[n:]
 			}
-			res, err := insMessage.ExecContext(ctx, digest.KindDigest, issueID, ed.id, m.MessageID,
-				digest.Priority, at, m.SubscriberID)
-			if err != nil {
-				return err
+			return nil
+		}
+		var (
+			lastIDs  []int64
+			last     *edition
+			runStart int
+		)
+		for i, m := range batch {
+			if last != nil && sameSlice(m.ArticleIDs, lastIDs) {
+				continue
 			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
+			key := encodeIDs(m.ArticleIDs)
+			ed := editions[key]
+			if ed == nil {
+				if _, err := insEdition.ExecContext(ctx, issueID, key); err != nil {
+					return err
+				}
+				ed = &edition{}
+				if err := findEdition.QueryRowContext(ctx, issueID, key).Scan(&ed.id); err != nil {
+					return err
+				}
+				editions[key] = ed
 			}
-			ed.added += n
+			if ed == last {
+				lastIDs = m.ArticleIDs
+				continue
+			}
+			if last != nil {
+				if err := flush(last, batch[runStart:i]); err != nil {
+					return err
+				}
+			}
+			last, lastIDs, runStart = ed, m.ArticleIDs, i
+		}
+		if err := flush(last, batch[runStart:]); err != nil {
+			return err
 		}
 		for _, ed := range editions {
 			if ed.added == 0 {
