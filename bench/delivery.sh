@@ -14,6 +14,7 @@
 #   BATCH=500      delivery.batch_size (messages per claim, results per settle)
 #   SESSIONS=20    smtp-source's parallel sessions (-s)
 #   PORT=2525      the sink's loopback port
+#   SINK_FLAGS=    extra smtp-sink flags, e.g. -p (do not offer PIPELINING)
 #   KEEP=          set to keep the work directory (databases, logs) at the end
 #
 # Per round:
@@ -148,7 +149,7 @@ echo "message size: $SIZE bytes"
 awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) printf "reader%d@example%d.org,Reader %d,daily\n", i, i % 997, i }' >"$work/readers.csv"
 
 : >"$work/herald.txt"; : >"$work/source.txt"; : >"$work/rss.txt"
-smtp-sink -c -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
+smtp-sink -c ${SINK_FLAGS:-} -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
 sinkpid=$!
 sleep 0.5
 export HERALD_CONFIG="$work/config.yaml"
