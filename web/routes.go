@@ -55,9 +55,29 @@ func (s *Server) registerRoutes() {
 	s.setBodyLimit(e.POST("/webhooks/sendgrid", s.handleSendGridWebhook), WebhookBodyLimit)
 	s.setBodyLimit(e.POST("/webhooks/mailgun", s.handleMailgunWebhook), WebhookBodyLimit)
 
+	// The admin pages: a session cookie; every POST carries its CSRF token.
+	e.GET("/admin/login", s.handleAdminLoginPage)
+	e.POST("/admin/login", s.handleAdminLogin)
+	e.POST("/admin/logout", s.handleAdminLogout, s.requireSession)
+	e.GET("/admin", s.handleAdminDashboard, s.requireSession)
+	e.GET("/admin/newsletters", s.handleAdminNewsletters, s.requireSession)
+	e.POST("/admin/newsletters/:id/send", s.handleAdminSendNow, s.requireSession)
+	e.GET("/admin/issues/:id", s.handleAdminIssue, s.requireSession)
+	e.GET("/admin/issues/:id/progress", s.handleAdminIssueProgress, s.requireSession)
+	e.POST("/admin/issues/:id/resend-failed", s.handleAdminResendFailed, s.requireSession)
+	e.GET("/admin/subscribers", s.handleAdminSubscribers, s.requireSession)
+	e.GET("/admin/subscribers/:id", s.handleAdminSubscriber, s.requireSession)
+	e.POST("/admin/subscribers/:id", s.handleAdminUpdateSubscriber, s.requireSession)
+	e.GET("/admin/articles", s.handleAdminArticles, s.requireSession)
+	e.GET("/admin/feeds", s.handleAdminFeeds, s.requireSession)
+	e.GET("/admin/mail", s.handleAdminMail, s.requireSession)
+	e.GET("/admin/mail/:name", s.handleAdminMailMessage, s.requireSession)
+
 	e.GET("/healthz", s.handleHealth)
 	e.GET("/readyz", s.handleReady)
 	e.GET("/metrics", s.handleMetrics, s.requireMetrics)
 
 	e.GET("/static/"+stylesheetFile, s.handleStylesheet)
+	e.GET("/static/"+adminStylesheet, s.handleAdminAsset)
+	e.GET("/static/"+adminScript, s.handleAdminAsset)
 }

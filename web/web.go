@@ -63,6 +63,9 @@ type Config struct {
 	// MetricsPublic serves GET /metrics without a token; false requires an
 	// admin API token, as for the admin API (a read-scoped one suffices).
 	MetricsPublic bool
+	// OutboxDir is where the outbox transport writes .eml files, shown by
+	// the admin mail viewer; "" when mail goes through a relay.
+	OutboxDir string
 	// TrustedProxies are the CIDRs (or single addresses) of reverse proxies
 	// whose X-Forwarded-For header is believed. Empty: the client IP is the
 	// socket's peer address.
@@ -172,6 +175,9 @@ type Deps struct {
 	// Webhooks receives the bounce and complaint webhooks (NewWebhooks).
 	// Nil: every /webhooks/ route answers 404.
 	Webhooks *Webhooks
+	// Admin signs operators in to the admin pages (*adminauth.Service).
+	// Nil: /admin answers 503.
+	Admin AdminAuth
 	// Logger receives one line per request and the detail of every
 	// failure. Nil discards.
 	Logger *slog.Logger
@@ -209,6 +215,9 @@ type Server struct {
 	// or smaller than Config.BodyLimit.
 	bodyLimits map[string]int64
 	echo       *echo.Echo
+
+	// admin is the admin pages' templates, assets and sign-in.
+	admin *adminUI
 
 	// hooks receives the bounce webhooks; nil: they answer 404.
 	hooks *Webhooks
@@ -283,6 +292,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.tokens, s.subAdmin, s.artAdmin, s.issueAdmin = deps.Tokens, deps.SubscriberAdmin, deps.ArticleAdmin, deps.IssueAdmin
 	s.hooks = deps.Webhooks
+	if s.admin, err = newAdminUI(cfg, prefix, deps.Admin); err != nil {
+		return nil, err
+	}
 	if cfg.SignupPerIP > 0 {
 		s.limiter = newIPLimiter(cfg.SignupPerIP)
 	}

@@ -61,6 +61,7 @@ func commands() []command {
 		{"tokens list", "list the admin API tokens (never the tokens themselves)", (*app).tokensList},
 		{"tokens revoke", "revoke an admin API token", (*app).tokensRevoke},
 		{"db copy", "copy a SQLite database into PostgreSQL, verified and resumable", (*app).dbCopy},
+		{"admin password", "set the password of the admin pages", (*app).adminPassword},
 		{"version", "print the version, commit and Go version", (*app).version},
 	}
 }

@@ -112,6 +112,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	adminAuth, err := newAdminAuth(ctx, db, logger)
+	if err != nil {
+		return err
+	}
 	site, err := web.New(webConfig(cfg), web.Deps{
 		Subscribers:    subs,
 		Articles:       arts,
@@ -126,6 +130,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		SubscriberAdmin: newSubscriberAdmin(subs, db, logger),
 		ArticleAdmin:    arts,
 		IssueAdmin:      digests,
+		Admin:           adminAuth,
 
 		// The bounce and complaint webhooks (webhooks.*).
 		Webhooks: hooks,
@@ -427,6 +432,7 @@ func webConfig(cfg *Config) web.Config {
 		SignupPerIP:    cfg.Limits.SignupPerIP,
 		MetricsPublic:  cfg.Metrics.Public,
 		TrustedProxies: cfg.HTTP.TrustedProxies,
+		OutboxDir:      outboxDirOf(cfg),
 	}
 }
 

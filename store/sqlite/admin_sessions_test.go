@@ -1,0 +1,12 @@
+package sqlite_test
+
+import (
+	"testing"
+
+	"herald/adminauth"
+	"herald/store/storetest"
+)
+
+func TestAdminAuthContract(t *testing.T) {
+	storetest.RunAdminAuth(t, func(t *testing.T) adminauth.Store { return open(t) })
+}
