@@ -83,6 +83,11 @@ func TestAdminContract(t *testing.T) {
 	storetest.RunAdmin(t, func(t *testing.T) storetest.AdminStore { return open(t) })
 }
 
+func TestPrivacyContract(t *testing.T) {
+	requireServer(t)
+	storetest.RunPrivacy(t, func(t *testing.T) storetest.PrivacyStore { return open(t) })
+}
+
 func TestFeedbackContract(t *testing.T) {
 	requireServer(t)
 	storetest.RunFeedback(t, func(t *testing.T) storetest.FeedbackStore[postgres.FeedbackLogEntry] { return open(t) },
