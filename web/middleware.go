@@ -26,6 +26,38 @@ const (
 const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// hstsValue tells browsers to use https only, for a year, once they have
+// reached Herald over https. Subdomains are left alone: they may be other
+// people's sites.
+const hstsValue = "max-age=31536000"
+
+// signupFraming returns the CSP and X-Frame-Options of the signup page and
+// its answer: framing by ancestors (default 'self'), scripts and requests
+// to our own origin only (the proof-of-work widget).
+func signupFraming(ancestors []string) (csp, xfo string) {
+	if len(ancestors) == 0 {
+		ancestors = []string{"'self'"}
+	}
+	csp = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; " +
+		"form-action 'self'; frame-ancestors " + strings.Join(ancestors, " ") + "; base-uri 'none'"
+	switch {
+	case len(ancestors) == 1 && ancestors[0] == "'none'":
+		xfo = "DENY"
+	case len(ancestors) == 1 && ancestors[0] == "'self'":
+		xfo = "SAMEORIGIN"
+	}
+	// Otherwise no X-Frame-Options: it cannot name other sites, and
+	// browsers follow frame-ancestors.
+	return csp, xfo
+}
+
+// signupRoute reports whether the request is for the signup page or its
+// answer, the pages a news site may frame.
+func signupRoute(c echo.Context) bool {
+	p := c.Path()
+	return p == "/" || p == "/subscribe"
+}
+
 // middleware installs the chain every request goes through, outermost first.
 // It runs after routing, so the log line can name the route pattern.
 func (s *Server) middleware() {
@@ -136,8 +168,18 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		if signupRoute(c) {
+			if s.signupXFO != "" {
+				h.Set("X-Frame-Options", s.signupXFO)
+			}
+			h.Set("Content-Security-Policy", s.signupCSP)
+		} else {
+			h.Set("X-Frame-Options", "DENY")
+			h.Set("Content-Security-Policy", contentSecurityPolicy)
+		}
+		if s.hsts != "" {
+			h.Set("Strict-Transport-Security", s.hsts)
+		}
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		p := c.Request().URL.Path
 		if tokenPath(p) {

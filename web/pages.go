@@ -145,6 +145,8 @@ type signupPage struct {
 	ConsentText    string
 	ConsentVersion string
 	Errors         fieldErrors
+	// Stamp is the signed time the form was first served (fieldStamp).
+	Stamp string
 }
 
 // newsletterChoice is one checkbox on the signup form.

@@ -24,6 +24,8 @@ const (
 // household usually holds whole), kept in a map that sweeps itself.
 type ipLimiter struct {
 	perMinute int
+	// key maps a client IP to the bucket it draws from.
+	key func(ip string) string
 
 	mu        sync.Mutex
 	entries   map[string]*limiterEntry
@@ -36,13 +38,18 @@ type limiterEntry struct {
 }
 
 func newIPLimiter(perMinute int) *ipLimiter {
-	return &ipLimiter{perMinute: perMinute, entries: make(map[string]*limiterEntry)}
+	return &ipLimiter{perMinute: perMinute, key: limiterKey, entries: make(map[string]*limiterEntry)}
+}
+
+// newSubnetLimiter is an ipLimiter with one bucket per subnet (subnetKey).
+func newSubnetLimiter(perMinute int) *ipLimiter {
+	return &ipLimiter{perMinute: perMinute, key: subnetKey, entries: make(map[string]*limiterEntry)}
 }
 
 // allow takes one token for ip at now. When none is left it reports how long
 // until one is.
 func (l *ipLimiter) allow(ip string, now time.Time) (bool, time.Duration) {
-	key := limiterKey(ip)
+	key := l.key(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweep(now)

@@ -6,7 +6,8 @@ func (s *Server) registerRoutes() {
 	e := s.echo
 
 	e.GET("/", s.handleSignupPage)
-	e.POST("/subscribe", s.handleSubscribe)
+	e.POST("/subscribe", s.handleSubscribe, s.allowCORS)
+	e.OPTIONS("/subscribe", s.handleSubscribePreflight) // CORS preflight of the JSON signup
 
 	e.GET("/confirm/:token", s.handleConfirmPage)
 	e.POST("/confirm/:token", s.handleConfirm)

@@ -37,7 +37,9 @@ type signupInput struct {
 	// checkboxes: there, none ticked is a mistake, not "all of them".
 	Offered  bool
 	Honeypot string
-	JSON     bool
+	// Stamp is the form's signed time stamp; "" when the form had none.
+	Stamp string
+	JSON  bool
 }
 
 // handleSignupPage shows the form with every newsletter ticked.
@@ -49,12 +51,8 @@ func (s *Server) handleSignupPage(c echo.Context) error {
 // JSON. An accepted signup gets the same answer whatever the address's
 // standing, so the answer tells nobody who is subscribed.
 func (s *Server) handleSubscribe(c echo.Context) error {
-	if s.limiter != nil {
-		if ok, wait := s.limiter.allow(c.RealIP(), s.now()); !ok {
-			s.observeSignup(SignupRateLimited)
-			c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			return herald.Errorf(herald.ERATELIMIT, "Too many signups from your network. Please wait a minute and try again.")
-		}
+	if err := s.limitSignup(c); err != nil {
+		return err
 	}
 	in, err := s.readSignup(c)
 	if err != nil {
@@ -66,6 +64,12 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 	if in.Honeypot != "" {
 		// A bot: answer exactly as for a person, record nothing.
 		s.observeSignup(SignupHoneypot)
+		return s.signupAccepted(c, in)
+	}
+	if s.tooFast(in) {
+		// Filled in faster than a person can, or with a stamp we did not
+		// sign: a bot, answered like the honeypot.
+		s.observeSignup(SignupTooFast)
 		return s.signupAccepted(c, in)
 	}
 	if errs := s.checkSignup(&in); errs.Any() {
@@ -95,6 +99,36 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 	s.observeSignup(SignupAccepted)
 	s.callWake()
 	return s.signupAccepted(c, in)
+}
+
+// limitSignup takes a token from the per-IP and the per-subnet buckets:
+// 429 with Retry-After when either is empty.
+func (s *Server) limitSignup(c echo.Context) error {
+	ip, now := c.RealIP(), s.now()
+	for _, l := range []struct {
+		lim    *ipLimiter
+		result string
+	}{{s.limiter, SignupRateLimited}, {s.subnets, SignupSubnetLimited}} {
+		if l.lim == nil {
+			continue
+		}
+		if ok, wait := l.lim.allow(ip, now); !ok {
+			s.observeSignup(l.result)
+			c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+			return herald.Errorf(herald.ERATELIMIT, "Too many signups from your network. Please wait a minute and try again.")
+		}
+	}
+	return nil
+}
+
+// tooFast reports whether a form signup carries a stamp that is forged,
+// stale, or younger than MinFillTime. JSON signups and forms without a
+// stamp (a news site's own form) are not checked.
+func (s *Server) tooFast(in signupInput) bool {
+	if in.JSON || in.Stamp == "" || s.cfg.MinFillTime <= 0 {
+		return false
+	}
+	return !checkStamp(s.keys.stamp, in.Stamp, s.now(), s.cfg.MinFillTime)
 }
 
 func (s *Server) signupAccepted(c echo.Context, in signupInput) error {
@@ -128,6 +162,12 @@ func (s *Server) signupPage(in signupInput, errs fieldErrors) signupPage {
 		ConsentText:    s.cfg.ConsentText,
 		ConsentVersion: s.cfg.ConsentVersion,
 		Errors:         errs,
+		Stamp:          in.Stamp,
+	}
+	if p.Stamp == "" || !checkStamp(s.keys.stamp, p.Stamp, s.now(), 0) {
+		// A form shown again after an error keeps its first stamp, so
+		// that a quick correction is not taken for a bot.
+		p.Stamp = formStamp(s.keys.stamp, s.now())
 	}
 	chosen := make(map[string]bool, len(in.Newsletters))
 	for _, id := range in.Newsletters {
@@ -175,6 +215,7 @@ func formSignup(f url.Values) signupInput {
 		Newsletters: f[fieldNewsletters],
 		Offered:     f.Get(fieldOffered) != "",
 		Honeypot:    f.Get(fieldHoneypot),
+		Stamp:       f.Get(fieldStamp),
 	}
 }
 

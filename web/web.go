@@ -57,6 +57,23 @@ type Config struct {
 	// SignupPerIP is how many signups one client IP may make per minute;
 	// 0 turns the limit off.
 	SignupPerIP int
+	// SignupPerSubnet is how many signups one subnet (an IPv4 /24, an IPv6
+	// /48) may make per minute; 0 turns the limit off.
+	SignupPerSubnet int
+	// MinFillTime is how long a person takes at least to fill in the signup
+	// form. A form that carries our stamp and comes back sooner, or whose
+	// stamp is forged or stale, is answered as accepted and dropped, like
+	// the honeypot. A form without a stamp (a news site's own form) and a
+	// JSON signup are not checked. 0 turns the check off.
+	MinFillTime time.Duration
+	// CORSOrigins are the exact origins (https://news.example.org) whose
+	// scripts may post a JSON signup and read the answer. Form posts are
+	// taken from any origin regardless.
+	CORSOrigins []string
+	// FrameAncestors are the CSP sources that may frame the signup page
+	// and its answer, for a form embedded in the news site's pages. Empty:
+	// 'self'. Every other page may not be framed at all.
+	FrameAncestors []string
 	// BodyLimit is the largest request body in bytes; 0 means
 	// DefaultBodyLimit.
 	BodyLimit int64
@@ -189,6 +206,11 @@ type Deps struct {
 	Metrics http.Handler
 	// SignupObserver, if set, counts signup requests by result.
 	SignupObserver SignupObserver
+	// SignupKey is the secret the signup defences sign with (the form's
+	// time stamp, the proof-of-work challenges); give every instance the
+	// same one, from the store's secrets. Nil: a random key for this
+	// process.
+	SignupKey []byte
 }
 
 // Server serves Herald's pages and API. Build one with New.
@@ -207,6 +229,17 @@ type Server struct {
 	css     []byte
 	cssURL  string
 	limiter *ipLimiter // nil when SignupPerIP is 0
+	// subnets limits signups per subnet; nil when SignupPerSubnet is 0.
+	subnets *ipLimiter
+	keys    signupKeys
+	// corsOrigins is CORSOrigins, lower-cased, as a set.
+	corsOrigins map[string]bool
+	// signupCSP is the CSP of the signup page and its answer, and
+	// signupXFO its X-Frame-Options ("" when FrameAncestors has none).
+	signupCSP, signupXFO string
+	// hsts is the Strict-Transport-Security value; "" when BaseURL is not
+	// https.
+	hsts string
 	// checkInbox is the answer to every accepted form signup, rendered
 	// once: it must be the same bytes for every address anyway.
 	checkInbox []byte
@@ -240,6 +273,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.SignupPerIP < 0 {
 		return nil, fmt.Errorf("web: SignupPerIP must be 0 or more, got %d", cfg.SignupPerIP)
+	}
+	if cfg.SignupPerSubnet < 0 {
+		return nil, fmt.Errorf("web: SignupPerSubnet must be 0 or more, got %d", cfg.SignupPerSubnet)
+	}
+	if cfg.MinFillTime < 0 {
+		return nil, fmt.Errorf("web: MinFillTime must be 0 or more, got %s", cfg.MinFillTime)
 	}
 	if cfg.SiteName == "" {
 		cfg.SiteName = "Herald"
@@ -297,6 +336,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.SignupPerIP > 0 {
 		s.limiter = newIPLimiter(cfg.SignupPerIP)
+	}
+	if cfg.SignupPerSubnet > 0 {
+		s.subnets = newSubnetLimiter(cfg.SignupPerSubnet)
+	}
+	if s.keys, err = newSignupKeys(deps.SignupKey); err != nil {
+		return nil, err
+	}
+	if s.corsOrigins, err = checkOrigins(cfg.CORSOrigins); err != nil {
+		return nil, err
+	}
+	if err := checkFrameAncestors(cfg.FrameAncestors); err != nil {
+		return nil, err
+	}
+	s.signupCSP, s.signupXFO = signupFraming(cfg.FrameAncestors)
+	if strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://") {
+		s.hsts = hstsValue
 	}
 	var buf bytes.Buffer
 	if err := p.sets[pageCheckInbox].ExecuteTemplate(&buf, "layout", checkInboxPage{basePage: s.base("Check your inbox")}); err != nil {

@@ -131,6 +131,9 @@ func TestBrowserSignupToDigest(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("email")),
 		chromedp.SendKeys(chromedp.ID("email"), reader),
 		chromedp.SendKeys(chromedp.ID("name"), "Browser Reader"),
+		// A person takes a moment: a form sent back sooner than
+		// limits.min_fill_time is taken for a bot.
+		chromedp.Sleep(2*time.Second),
 		chromedp.Click(chromedp.CSS("form.signup-form button[type=submit]")),
 		chromedp.WaitVisible(`//h1[contains(., "Check your inbox")]`),
 	)

@@ -68,7 +68,13 @@ type HTTPConfig struct {
 	// trailing slash.
 	BaseURL string `yaml:"base_url"`
 	// TrustedProxies are the CIDRs whose X-Forwarded-For is believed.
-	TrustedProxies    []string      `yaml:"trusted_proxies"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// CORSOrigins are the exact origins whose scripts may post a JSON
+	// signup and read the answer; form posts are taken from anywhere.
+	CORSOrigins []string `yaml:"cors_origins"`
+	// FrameAncestors are the CSP sources that may frame the signup page,
+	// for a form embedded in the news site's pages.
+	FrameAncestors    []string      `yaml:"frame_ancestors"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	WriteTimeout      time.Duration `yaml:"write_timeout"`
@@ -207,6 +213,13 @@ type LimitsConfig struct {
 	// SignupPerIP is how many signups one client IP may make per minute;
 	// 0 turns the limit off.
 	SignupPerIP int `yaml:"signup_per_ip" range:"0-1000000"`
+	// SignupPerSubnet is how many signups one subnet (IPv4 /24, IPv6 /48)
+	// may make per minute; 0 turns the limit off.
+	SignupPerSubnet int `yaml:"signup_per_subnet" range:"0-1000000"`
+	// MinFillTime is the least time a person takes to fill in the signup
+	// form; a faster form is answered as accepted and dropped. 0 turns the
+	// check off.
+	MinFillTime time.Duration `yaml:"min_fill_time"`
 }
 
 // DeliveryConfig tunes the outbox engine.
@@ -342,6 +355,7 @@ func defaultConfig() Config {
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			ShutdownTimeout:   15 * time.Second,
+			FrameAncestors:    []string{"'self'"},
 		},
 		Database: DatabaseConfig{Driver: "sqlite", DSN: "data/herald.db"},
 		Mail:     MailConfig{Transport: "outbox", OutboxDir: "data/outbox"},
@@ -351,7 +365,7 @@ func defaultConfig() Config {
 			Connections: 4,
 			Timeout:     30 * time.Second,
 		},
-		Limits: LimitsConfig{SignupPerIP: 10},
+		Limits: LimitsConfig{SignupPerIP: 10, SignupPerSubnet: 60, MinFillTime: 2 * time.Second},
 		Delivery: DeliveryConfig{
 			Workers:   4,
 			BatchSize: 100,
@@ -895,6 +909,19 @@ func (l *loader) validate(c *Config) {
 		if _, err := netip.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8 or ::1/128, got %q", p)
 		}
+	}
+	for i, o := range c.HTTP.CORSOrigins {
+		if u, err := url.Parse(o); checkHTTPURL(o, true) != "" || err != nil || u.Path != "" || strings.Contains(o, "*") {
+			bad(fmt.Sprintf("http.cors_origins[%d]", i), "must be an exact origin such as https://news.example.org (no path, no wildcard), got %q", o)
+		}
+	}
+	for i, src := range c.HTTP.FrameAncestors {
+		if src == "" || strings.ContainsAny(src, ";, \t\r\n") {
+			bad(fmt.Sprintf("http.frame_ancestors[%d]", i), "must be a CSP source such as 'self' or https://news.example.org, got %q", src)
+		}
+	}
+	if c.Limits.MinFillTime < 0 || c.Limits.MinFillTime > time.Hour {
+		bad("limits.min_fill_time", "must be between 0 and 1h, got %q", c.Limits.MinFillTime.String())
 	}
 	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
 	positive("http.read_timeout", c.HTTP.ReadTimeout)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,6 +117,10 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	signupKey, err := loadSignupKey(ctx, db)
+	if err != nil {
+		return err
+	}
 	site, err := web.New(webConfig(cfg), web.Deps{
 		Subscribers:    subs,
 		Articles:       arts,
@@ -124,6 +129,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		Wake:           wake,
 		Metrics:        m.Handler(),
 		SignupObserver: m,
+		SignupKey:      signupKey,
 
 		// The admin API's collaborators.
 		Tokens:          newTokenService(db, logger),
@@ -420,20 +426,41 @@ func webConfig(cfg *Config) web.Config {
 		}
 	}
 	return web.Config{
-		BaseURL:        cfg.HTTP.BaseURL,
-		SiteName:       cfg.Site.Name,
-		SiteURL:        cfg.Site.URL,
-		PrivacyURL:     cfg.Site.PrivacyURL,
-		ConsentText:    cfg.Site.ConsentText,
-		ConsentVersion: cfg.Site.ConsentVersion,
-		PostalAddress:  cfg.Mail.PostalAddress,
-		Newsletters:    nls,
-		AdminToken:     cfg.Admin.Token,
-		SignupPerIP:    cfg.Limits.SignupPerIP,
-		MetricsPublic:  cfg.Metrics.Public,
-		TrustedProxies: cfg.HTTP.TrustedProxies,
-		OutboxDir:      outboxDirOf(cfg),
+		BaseURL:         cfg.HTTP.BaseURL,
+		SiteName:        cfg.Site.Name,
+		SiteURL:         cfg.Site.URL,
+		PrivacyURL:      cfg.Site.PrivacyURL,
+		ConsentText:     cfg.Site.ConsentText,
+		ConsentVersion:  cfg.Site.ConsentVersion,
+		PostalAddress:   cfg.Mail.PostalAddress,
+		Newsletters:     nls,
+		AdminToken:      cfg.Admin.Token,
+		SignupPerIP:     cfg.Limits.SignupPerIP,
+		SignupPerSubnet: cfg.Limits.SignupPerSubnet,
+		MinFillTime:     cfg.Limits.MinFillTime,
+		MetricsPublic:   cfg.Metrics.Public,
+		TrustedProxies:  cfg.HTTP.TrustedProxies,
+		CORSOrigins:     cfg.HTTP.CORSOrigins,
+		FrameAncestors:  cfg.HTTP.FrameAncestors,
+		OutboxDir:       outboxDirOf(cfg),
 	}
+}
+
+// signupKeyName names the secret the signup defences sign with.
+const signupKeyName = "signup_key"
+
+// loadSignupKey returns the key of the signup form's stamp and proof-of-work
+// challenges, shared by every instance, creating it on first use.
+func loadSignupKey(ctx context.Context, store subscribers.Store) ([]byte, error) {
+	key, err := store.Secret(ctx, signupKeyName, func() ([]byte, error) {
+		k := make([]byte, 32)
+		_, err := rand.Read(k)
+		return k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load signup key: %w", err)
+	}
+	return key, nil
 }
 
 // capitalize upper-cases the first letter of an ASCII sentence.
