@@ -126,9 +126,6 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		// Each connection keeps its prepared statements, so the hot
 		// claim and settle statements are compiled once per connection.
 		"_stmt_cache_size": {"64"},
-		// 32 MiB of page cache per connection (SQLite's default is 2 MiB):
-		// index pages of a large list stay in memory between writes.
-		"_cache_size": {"-32768"},
 	}
 	w := url.Values{
 		"_journal_mode": {"WAL"},
@@ -139,7 +136,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		// WAL's older copies of those pages).
 		"_secure_delete": {"on"},
 	}
-	r := url.Values{"_query_only": {"1"}}
+	// Page caches (SQLite's default is 2 MiB a connection): 32 MiB for the
+	// writer, where every signup and outbox write walks the indexes of a
+	// large list; 8 MiB for each reader. They are caps, filled only as a
+	// database grows, and they are most of Herald's memory on a large list
+	// (a million readers fill them all), so the readers stay small.
+	w["_cache_size"] = []string{"-32768"}
+	r := url.Values{"_query_only": {"1"}, "_cache_size": {"-8192"}}
 	for k, v := range common {
 		w[k], r[k] = v, v
 	}
@@ -179,7 +182,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		reader.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	ckpt, err := sql.Open("sqlite3", path+"?"+common.Encode())
+	ck := url.Values{"_cache_size": {"-1024"}} // it only copies pages back
+	for k, v := range common {
+		ck[k] = v
+	}
+	ckpt, err := sql.Open("sqlite3", path+"?"+ck.Encode())
 	if err != nil {
 		writer.Close()
 		reader.Close()
