@@ -96,6 +96,12 @@ wait_count() { # wait until the sink's counter stops moving (a session may still
   for _ in $(seq 50); do now=$(sink_count); [ "$now" = "$last" ] && break; last=$now; sleep 0.1; done
   echo "${now:-0}"
 }
+# CPU seconds (user+system) so far: cpu_sink of the sink; cpu_pg of every
+# PostgreSQL process, the backends that have exited included (the
+# postmaster's children's times). cpu_pg counts the server's other clients too.
+ticks() { awk '{print $14 + $15 + ($2 == "(postgres)" && $4 == 1 ? $16 + $17 : 0)}' "$@" 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+cpu_sink() { ticks "/proc/$sinkpid/stat" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", $1 / hz}'; }
+cpu_pg() { local f=(); for p in $(pgrep -x postgres); do f+=("/proc/$p/stat"); done; ticks "${f[@]}" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", $1 / hz}'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b-a}'; }
 
 # newdb NAME: a fresh database, migrated, seeded with N active readers of
@@ -215,15 +221,18 @@ sleep 0.5
 # send LABEL: times `herald digest send daily`, checks the sink and the
 # report, prints the rate; sets rate and rss.
 send() {
-  local label=$1 before secs got sent
+  local label=$1 before secs got sent user sys s0 s1 p0 p1
   before=$(wait_count)
-  /usr/bin/time -f '%e %M' -o "$work/time.txt" "$work/herald" digest send daily >"$work/send.out" 2>"$work/send.err" ||
+  s0=$(cpu_sink); p0=$(cpu_pg)
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" "$work/herald" digest send daily >"$work/send.out" 2>"$work/send.err" ||
     { echo "herald digest send failed:" >&2; tail -5 "$work/send.err" >&2; exit 1; }
-  read -r secs rss <"$work/time.txt"
+  read -r secs rss user sys <"$work/time.txt"
   got=$(( $(wait_count) - before ))
+  s1=$(cpu_sink); p1=$(cpu_pg)
   sent=$(sed -n 's/.*sent \([0-9]*\),.*/\1/p' "$work/send.out")
   rate=$(awk -v n="$N" -v s="$secs" 'BEGIN {printf "%.0f", n/s}')
   echo "round $r $label: $N messages in $secs s = $rate msg/s, digest send peak RSS $((rss / 1024)) MiB; sink received $got, herald says sent $sent"
+  echo "  CPU: herald digest send $(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.1f", u + s}') s, smtp-sink $(awk -v a="$s0" -v b="$s1" 'BEGIN {printf "%.1f", b - a}') s, PostgreSQL $(awk -v a="$p0" -v b="$p1" 'BEGIN {printf "%.1f", b - a}') s (all its clients)"
   [ "$got" = "$N" ] && [ "$sent" = "$N" ] || { echo "MISMATCH: every reader must get exactly one message" >&2; exit 1; }
 }
 
@@ -248,7 +257,7 @@ for r in $(seq "$rounds"); do
   # 4: two instances
   [ "$TWO" = 1 ] || continue
   newdb "${prefix}_${r}_2" "$N"
-  /usr/bin/time -f '%e %M' -o "$work/serve-time.txt" "$work/herald" serve >"$work/serve.out" 2>"$work/serve.err" &
+  /usr/bin/time -f '%e %M %U %S' -o "$work/serve-time.txt" "$work/herald" serve >"$work/serve.out" 2>"$work/serve.err" &
   timepid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || { echo "herald serve did not start:" >&2; tail -5 "$work/serve.err" >&2; exit 1; }
@@ -257,8 +266,8 @@ for r in $(seq "$rounds"); do
   share=$(curl -fs "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^herald_messages_total/ && /sent/ {s += $NF} END {printf "%d", s}')
   echo "  of which herald serve sent $share, herald digest send $((N - share))"
   kill -TERM "$servepid"; wait "$timepid" || true; servepid=
-  read -r _ srss <"$work/serve-time.txt"
-  echo "  herald serve (second instance) peak RSS $((srss / 1024)) MiB"
+  read -r _ srss suser ssys <"$work/serve-time.txt"
+  echo "  herald serve (second instance) peak RSS $((srss / 1024)) MiB, CPU $(awk -v u="$suser" -v s="$ssys" 'BEGIN {printf "%.1f", u + s}') s over its life"
   echo "$rate" >>"$work/two.txt"; echo "$rss $srss" | awk '{print ($1 > $2) ? $1 : $2}' >>"$work/rss2.txt"
   [ -n "${KEEP:-}" ] || { psql "$PGURL/postgres" -qc "DROP DATABASE ${prefix}_${r}_2 WITH (FORCE)" >/dev/null; }
 done
