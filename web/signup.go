@@ -76,6 +76,10 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 		s.observeSignup(SignupInvalid)
 		return s.signupRejected(c, in, errs)
 	}
+	if result, msg := s.checkDomain(c.Request().Context(), in.Email); result != "" {
+		s.observeSignup(result)
+		return s.signupRejected(c, in, fieldErrors{Email: msg})
+	}
 	source := "form"
 	if in.JSON {
 		source = "api"

@@ -74,6 +74,15 @@ type Config struct {
 	// and its answer, for a form embedded in the news site's pages. Empty:
 	// 'self'. Every other page may not be framed at all.
 	FrameAncestors []string
+	// DisposableDomainsFile names a list of disposable email domains, one
+	// a line, that replaces the built-in one; a signup from one of them,
+	// or a subdomain, is refused. "": the built-in list.
+	DisposableDomainsFile string
+	// CheckMX refuses a signup whose domain receives no mail (no MX and no
+	// address, or a null MX). A slow or failing DNS lets it through.
+	CheckMX bool
+	// MXTimeout bounds that lookup; 0 means DefaultMXTimeout.
+	MXTimeout time.Duration
 	// BodyLimit is the largest request body in bytes; 0 means
 	// DefaultBodyLimit.
 	BodyLimit int64
@@ -211,6 +220,9 @@ type Deps struct {
 	// same one, from the store's secrets. Nil: a random key for this
 	// process.
 	SignupKey []byte
+	// Resolver answers the MX lookups of Config.CheckMX. Nil: the
+	// system's resolver.
+	Resolver MXResolver
 }
 
 // Server serves Herald's pages and API. Build one with New.
@@ -237,6 +249,10 @@ type Server struct {
 	// signupCSP is the CSP of the signup page and its answer, and
 	// signupXFO its X-Frame-Options ("" when FrameAncestors has none).
 	signupCSP, signupXFO string
+	// disposable is the list of disposable email domains.
+	disposable domainSet
+	// resolver answers MX lookups when CheckMX is on.
+	resolver MXResolver
 	// hsts is the Strict-Transport-Security value; "" when BaseURL is not
 	// https.
 	hsts string
@@ -350,6 +366,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.signupCSP, s.signupXFO = signupFraming(cfg.FrameAncestors)
+	if s.disposable, err = loadDisposable(cfg.DisposableDomainsFile); err != nil {
+		return nil, err
+	}
+	if s.resolver = deps.Resolver; s.resolver == nil {
+		s.resolver = net.DefaultResolver
+	}
+	if s.cfg.MXTimeout <= 0 {
+		s.cfg.MXTimeout = DefaultMXTimeout
+	}
 	if strings.HasPrefix(strings.ToLower(cfg.BaseURL), "https://") {
 		s.hsts = hstsValue
 	}

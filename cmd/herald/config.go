@@ -220,6 +220,13 @@ type LimitsConfig struct {
 	// form; a faster form is answered as accepted and dropped. 0 turns the
 	// check off.
 	MinFillTime time.Duration `yaml:"min_fill_time"`
+	// DisposableDomainsFile names a list of disposable email domains, one
+	// a line, that replaces the built-in one; "" keeps the built-in list.
+	DisposableDomainsFile string `yaml:"disposable_domains_file"`
+	// CheckMX refuses a signup whose domain receives no mail.
+	CheckMX bool `yaml:"check_mx"`
+	// MXTimeout bounds that DNS lookup; past it the signup is taken.
+	MXTimeout time.Duration `yaml:"mx_timeout"`
 }
 
 // DeliveryConfig tunes the outbox engine.
@@ -365,7 +372,7 @@ func defaultConfig() Config {
 			Connections: 4,
 			Timeout:     30 * time.Second,
 		},
-		Limits: LimitsConfig{SignupPerIP: 10, SignupPerSubnet: 60, MinFillTime: 2 * time.Second},
+		Limits: LimitsConfig{SignupPerIP: 10, SignupPerSubnet: 60, MinFillTime: 2 * time.Second, MXTimeout: 3 * time.Second},
 		Delivery: DeliveryConfig{
 			Workers:   4,
 			BatchSize: 100,
@@ -920,6 +927,7 @@ func (l *loader) validate(c *Config) {
 			bad(fmt.Sprintf("http.frame_ancestors[%d]", i), "must be a CSP source such as 'self' or https://news.example.org, got %q", src)
 		}
 	}
+	positive("limits.mx_timeout", c.Limits.MXTimeout)
 	if c.Limits.MinFillTime < 0 || c.Limits.MinFillTime > time.Hour {
 		bad("limits.min_fill_time", "must be between 0 and 1h, got %q", c.Limits.MinFillTime.String())
 	}
