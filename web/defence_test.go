@@ -156,3 +156,28 @@ func TestSubnetKey(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSubscribe posts arbitrary bodies, form and JSON, to the signup: the
+// answer is never a server error, and a stamp or solution the fuzzer makes
+// up never passes for ours.
+func FuzzSubscribe(f *testing.F) {
+	f.Add(0, "email=jane%40example.org&name=Jane&stamp=1.x")
+	f.Add(1, `{"email":"jane@example.org","newsletters":["daily"],"altcha":"e30="}`)
+	f.Add(0, "email=%0d%0abcc%3Ax%40y.z&website=&newsletters_offered=1")
+	f.Add(1, `{"email":["x"]}`)
+	h := newHarness(f, func(c *Config) { c.MinFillTime = time.Second; c.Altcha = AltchaAlways })
+	f.Fuzz(func(t *testing.T, kind int, body string) {
+		ct := formType
+		if kind%2 != 0 {
+			ct = "application/json"
+		}
+		before := h.subs.callsOf("Signup")
+		rec := h.do(t, http.MethodPost, "/subscribe", ct, strings.NewReader(body))
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+		if h.subs.callsOf("Signup") != before {
+			t.Fatalf("a made-up body passed the proof of work: %q", body)
+		}
+	})
+}

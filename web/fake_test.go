@@ -216,7 +216,7 @@ func testConfig() Config {
 	}
 }
 
-func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	t.Helper()
 	cfg := testConfig()
 	for _, m := range mutate {

@@ -147,6 +147,11 @@ type signupPage struct {
 	Errors         fieldErrors
 	// Stamp is the signed time the form was first served (fieldStamp).
 	Stamp string
+	// Altcha asks for the proof-of-work widget: its script, and the
+	// address it fetches a challenge from.
+	Altcha          bool
+	AltchaScript    string
+	AltchaChallenge string
 }
 
 // newsletterChoice is one checkbox on the signup form.

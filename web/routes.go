@@ -8,6 +8,7 @@ func (s *Server) registerRoutes() {
 	e.GET("/", s.handleSignupPage)
 	e.POST("/subscribe", s.handleSubscribe, s.allowCORS)
 	e.OPTIONS("/subscribe", s.handleSubscribePreflight) // CORS preflight of the JSON signup
+	e.GET("/altcha/challenge", s.handleAltchaChallenge) // proof of work for the signup, when asked
 
 	e.GET("/confirm/:token", s.handleConfirmPage)
 	e.POST("/confirm/:token", s.handleConfirm)
@@ -81,4 +82,5 @@ func (s *Server) registerRoutes() {
 	e.GET("/static/"+stylesheetFile, s.handleStylesheet)
 	e.GET("/static/"+adminStylesheet, s.handleAdminAsset)
 	e.GET("/static/"+adminScript, s.handleAdminAsset)
+	e.GET("/static/"+altchaScript, s.handleAltchaScript)
 }

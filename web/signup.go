@@ -39,7 +39,9 @@ type signupInput struct {
 	Honeypot string
 	// Stamp is the form's signed time stamp; "" when the form had none.
 	Stamp string
-	JSON  bool
+	// Altcha is the solved proof-of-work challenge, base64 JSON.
+	Altcha string
+	JSON   bool
 }
 
 // handleSignupPage shows the form with every newsletter ticked.
@@ -54,6 +56,7 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 	if err := s.limitSignup(c); err != nil {
 		return err
 	}
+	s.altcha.record(s.now())
 	in, err := s.readSignup(c)
 	if err != nil {
 		if herald.IsCode(err, herald.EINVALID) {
@@ -71,6 +74,9 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 		// sign: a bot, answered like the honeypot.
 		s.observeSignup(SignupTooFast)
 		return s.signupAccepted(c, in)
+	}
+	if refused, err := s.refuseWithoutAltcha(c, in); refused {
+		return err
 	}
 	if errs := s.checkSignup(&in); errs.Any() {
 		s.observeSignup(SignupInvalid)
@@ -168,6 +174,11 @@ func (s *Server) signupPage(in signupInput, errs fieldErrors) signupPage {
 		Errors:         errs,
 		Stamp:          in.Stamp,
 	}
+	if s.altcha.required(s.now()) {
+		p.Altcha = true
+		p.AltchaScript = s.altchaJSURL
+		p.AltchaChallenge = s.prefix + "/altcha/challenge"
+	}
 	if p.Stamp == "" || !checkStamp(s.keys.stamp, p.Stamp, s.now(), 0) {
 		// A form shown again after an error keeps its first stamp, so
 		// that a quick correction is not taken for a bot.
@@ -220,6 +231,7 @@ func formSignup(f url.Values) signupInput {
 		Offered:     f.Get(fieldOffered) != "",
 		Honeypot:    f.Get(fieldHoneypot),
 		Stamp:       f.Get(fieldStamp),
+		Altcha:      f.Get(fieldAltcha),
 	}
 }
 
@@ -230,6 +242,7 @@ func readJSONSignup(c echo.Context) (signupInput, error) {
 		Email       string   `json:"email"`
 		Name        string   `json:"name"`
 		Newsletters []string `json:"newsletters"`
+		Altcha      string   `json:"altcha"`
 	}
 	dec := json.NewDecoder(c.Request().Body)
 	if err := dec.Decode(&body); err != nil {
@@ -238,7 +251,7 @@ func readJSONSignup(c echo.Context) (signupInput, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return signupInput{}, readError(c, herald.Errorf(herald.EBADREQUEST, "The request body must hold one JSON object and nothing after it."))
 	}
-	return signupInput{Email: body.Email, Name: body.Name, Newsletters: body.Newsletters, JSON: true}, nil
+	return signupInput{Email: body.Email, Name: body.Name, Newsletters: body.Newsletters, Altcha: body.Altcha, JSON: true}, nil
 }
 
 // jsonProblem names what is wrong with a JSON body.

@@ -83,6 +83,15 @@ type Config struct {
 	CheckMX bool
 	// MXTimeout bounds that lookup; 0 means DefaultMXTimeout.
 	MXTimeout time.Duration
+	// Altcha is when the signup form demands a proof of work (ALTCHA):
+	// AltchaOff (also ""), AltchaAttack or AltchaAlways.
+	Altcha string
+	// AttackThreshold is how many signups in a minute turn attack mode
+	// on; 0 means DefaultAttackThreshold.
+	AttackThreshold int
+	// AttackCooldown is how long attack mode stays on after the last
+	// spike; 0 means DefaultAttackCooldown.
+	AttackCooldown time.Duration
 	// BodyLimit is the largest request body in bytes; 0 means
 	// DefaultBodyLimit.
 	BodyLimit int64
@@ -249,6 +258,11 @@ type Server struct {
 	// signupCSP is the CSP of the signup page and its answer, and
 	// signupXFO its X-Frame-Options ("" when FrameAncestors has none).
 	signupCSP, signupXFO string
+	// altcha issues and checks proof-of-work challenges.
+	altcha *altchaGuard
+	// altchaJS is the widget, served at altchaJSURL.
+	altchaJS    []byte
+	altchaJSURL string
 	// disposable is the list of disposable email domains.
 	disposable domainSet
 	// resolver answers MX lookups when CheckMX is on.
@@ -366,6 +380,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.signupCSP, s.signupXFO = signupFraming(cfg.FrameAncestors)
+	if s.altcha, err = newAltchaGuard(cfg, s.keys.altcha); err != nil {
+		return nil, err
+	}
+	if s.altchaJS, err = templates.FS.ReadFile("web/" + altchaScript); err != nil {
+		return nil, fmt.Errorf("web: read %s: %w", altchaScript, err)
+	}
+	s.altchaJSURL = prefix + "/static/" + altchaScript + "?v=" + shortHash(s.altchaJS)
 	if s.disposable, err = loadDisposable(cfg.DisposableDomainsFile); err != nil {
 		return nil, err
 	}

@@ -116,6 +116,8 @@ func (b *browser) fail(step string, err error) {
 func TestBrowserSignupToDigest(t *testing.T) {
 	b := newBrowser(t, 60*time.Second)
 	relay, port := startSink(t)
+	// The form demands the proof of work: the page's widget solves it.
+	t.Setenv("HERALD_LIMITS_ALTCHA", "always")
 	h := startHerald(t, port)
 	const (
 		reader   = "browser.reader@example.org"

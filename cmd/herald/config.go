@@ -227,6 +227,13 @@ type LimitsConfig struct {
 	CheckMX bool `yaml:"check_mx"`
 	// MXTimeout bounds that DNS lookup; past it the signup is taken.
 	MXTimeout time.Duration `yaml:"mx_timeout"`
+	// Altcha is when signups must carry a proof of work: off, attack
+	// (while signups spike) or always.
+	Altcha string `yaml:"altcha"`
+	// AttackThreshold is how many signups in a minute turn attack mode on.
+	AttackThreshold int `yaml:"attack_threshold" range:"1-100000000"`
+	// AttackCooldown is how long attack mode stays on after the last spike.
+	AttackCooldown time.Duration `yaml:"attack_cooldown"`
 }
 
 // DeliveryConfig tunes the outbox engine.
@@ -372,7 +379,8 @@ func defaultConfig() Config {
 			Connections: 4,
 			Timeout:     30 * time.Second,
 		},
-		Limits: LimitsConfig{SignupPerIP: 10, SignupPerSubnet: 60, MinFillTime: 2 * time.Second, MXTimeout: 3 * time.Second},
+		Limits: LimitsConfig{SignupPerIP: 10, SignupPerSubnet: 60, MinFillTime: 2 * time.Second, MXTimeout: 3 * time.Second,
+			Altcha: "attack", AttackThreshold: 100, AttackCooldown: 10 * time.Minute},
 		Delivery: DeliveryConfig{
 			Workers:   4,
 			BatchSize: 100,
@@ -928,6 +936,8 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 	positive("limits.mx_timeout", c.Limits.MXTimeout)
+	positive("limits.attack_cooldown", c.Limits.AttackCooldown)
+	oneOf("limits.altcha", c.Limits.Altcha, "off", "attack", "always")
 	if c.Limits.MinFillTime < 0 || c.Limits.MinFillTime > time.Hour {
 		bad("limits.min_fill_time", "must be between 0 and 1h, got %q", c.Limits.MinFillTime.String())
 	}

@@ -289,6 +289,7 @@ func TestConfigValidation(t *testing.T) {
 		{"signup limit", "limits:\n  signup_per_ip: -1\n", "limits.signup_per_ip", "must be 0-"},
 		{"subnet limit", "limits:\n  signup_per_subnet: -1\n", "limits.signup_per_subnet", "must be 0-"},
 		{"fill time", "limits:\n  min_fill_time: -1s\n", "limits.min_fill_time", "between 0 and 1h"},
+		{"altcha mode", "limits:\n  altcha: sometimes\n", "limits.altcha", "must be one of off, attack, always"},
 		{"wildcard origin", "http:\n  cors_origins: ['*']\n", "http.cors_origins[0]", "exact origin"},
 		{"origin with a path", "http:\n  cors_origins: [https://a.example/news]\n", "http.cors_origins[0]", "exact origin"},
 		{"frame ancestor", "http:\n  frame_ancestors: [\"'self'; script-src *\"]\n", "http.frame_ancestors[0]", "CSP source"},

@@ -169,6 +169,7 @@ func startHeraldWith(t *testing.T, smtpPort int, extra string) *heraldServer {
 	t.Setenv("HERALD_ADMIN_TOKEN", h.token)
 	t.Setenv("HERALD_LIMITS_SIGNUP_PER_IP", "1000") // the per-IP limit has its own tests in web/
 	t.Setenv("HERALD_LIMITS_SIGNUP_PER_SUBNET", "1000")
+	t.Setenv("HERALD_LIMITS_ATTACK_THRESHOLD", "1000000") // attack mode has its own tests in web/
 	t.Setenv("HERALD_LOG_LEVEL", "info")
 
 	ctx, cancel := context.WithCancel(context.Background())
