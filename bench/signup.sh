@@ -35,7 +35,8 @@ for r in $(seq "$rounds"); do
 
   HERALD_HTTP_ADDR=127.0.0.1:8098 HERALD_HTTP_BASE_URL=http://127.0.0.1:8098 \
   HERALD_DATABASE_DSN="$work/data/herald.db" HERALD_MAIL_OUTBOX_DIR="$work/data/outbox" \
-  HERALD_LIMITS_SIGNUP_PER_IP=0 HERALD_LOG_LEVEL=warn HERALD_DELIVERY_WORKERS=0 \
+  HERALD_LIMITS_SIGNUP_PER_IP=0 HERALD_LIMITS_SIGNUP_PER_SUBNET=0 HERALD_LIMITS_ALTCHA=off \
+  HERALD_LOG_LEVEL=warn HERALD_DELIVERY_WORKERS=0 \
     "$work/herald" serve --config config.yaml &
   hpid=$!
   wait_up http://127.0.0.1:8098/healthz
