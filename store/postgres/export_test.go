@@ -50,7 +50,7 @@ func (db *DB) LeaderKey(name string) int64 { return db.leaderKey(name) }
 
 // MigrationCount returns how many migrations the package embeds.
 func MigrationCount() int {
-	ms, err := migrations()
+	ms, err := shipped()
 	if err != nil {
 		panic(err)
 	}

@@ -2,60 +2,20 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"fmt"
-	"io/fs"
-	"path"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"herald/store/migrations"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migration is one numbered .sql file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-	sum     string // sha256 of the file, to catch a shipped migration edited later
-}
-
-// migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, n := range names {
-		base := path.Base(n)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive number and '_'", base)
-		}
-		b, err := migrationFS.ReadFile(n)
-		if err != nil {
-			return nil, err
-		}
-		// Hash without carriage returns, so a checkout that converts line
-		// endings does not look like an edited migration.
-		sum := sha256.Sum256([]byte(strings.ReplaceAll(string(b), "\r\n", "\n")))
-		ms = append(ms, migration{version: v, name: base, sql: string(b), sum: hex.EncodeToString(sum[:])})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share a version", ms[i-1].name, ms[i].name)
-		}
-	}
-	return ms, nil
+// shipped returns the embedded migrations in version order.
+func shipped() ([]migrations.Migration, error) {
+	return migrations.Load(migrationFS, "migrations/*.sql")
 }
 
 const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -87,23 +47,6 @@ func applied(ctx context.Context, q interface {
 	return done, err
 }
 
-// check compares what the database applied with what this binary ships.
-func check(ms []migration, done map[int]string) error {
-	known := make(map[int]bool, len(ms))
-	for _, m := range ms {
-		known[m.version] = true
-		if sum, ok := done[m.version]; ok && sum != m.sum {
-			return fmt.Errorf("migration %s was edited after it was applied; add a new migration instead", m.name)
-		}
-	}
-	for v := range done {
-		if !known[v] {
-			return fmt.Errorf("the database has migration %04d, unknown to this version of Herald (downgrade?)", v)
-		}
-	}
-	return nil
-}
-
 // Migrate applies the embedded migrations the database lacks, in order, each
 // in its own transaction, recording each in schema_migrations (in the first
 // schema of the search_path). It is safe to run at every start and from
@@ -111,7 +54,7 @@ func check(ms []migration, done map[int]string) error {
 // level advisory lock, so one instance applies a migration while the others
 // wait, then find it applied.
 func (db *DB) Migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := shipped()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -136,24 +79,24 @@ func (db *DB) Migrate(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := check(ms, done); err != nil {
+			if err := migrations.Check(ms, done); err != nil {
 				return err
 			}
-			if _, ok := done[m.version]; ok {
+			if _, ok := done[m.Version]; ok {
 				return nil
 			}
 			// No arguments: pgx sends the file in the simple protocol,
 			// which runs several statements.
-			if _, err := t.Exec(ctx, m.sql); err != nil {
+			if _, err := t.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
 			_, err = t.Exec(ctx,
 				`INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)`,
-				m.version, m.name, m.sum, db.now())
+				m.Version, m.Name, m.Sum, db.now())
 			return err
 		})
 		if err != nil {
-			return translate(err, "migrate "+m.name, "migration")
+			return translate(err, "migrate "+m.Name, "migration")
 		}
 	}
 	return nil
@@ -162,7 +105,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 // MigrationsPending returns how many embedded migrations the database has not
 // applied yet. It fails when an applied migration was edited or is unknown.
 func (db *DB) MigrationsPending(ctx context.Context) (int, error) {
-	ms, err := migrations()
+	ms, err := shipped()
 	if err != nil {
 		return 0, fmt.Errorf("migrations pending: %w", err)
 	}
@@ -177,12 +120,12 @@ func (db *DB) MigrationsPending(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, translate(err, "migrations pending", "migration")
 	}
-	if err := check(ms, done); err != nil {
+	if err := migrations.Check(ms, done); err != nil {
 		return 0, fmt.Errorf("migrations pending: %w", err)
 	}
 	pending := 0
 	for _, m := range ms {
-		if _, ok := done[m.version]; !ok {
+		if _, ok := done[m.Version]; !ok {
 			pending++
 		}
 	}
