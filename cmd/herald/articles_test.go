@@ -10,10 +10,13 @@ import (
 	"testing"
 )
 
-// copyFixture copies testdata/name into dir.
+// fixtures are the articles package's test files, shared rather than copied.
+const fixtures = "../../articles/testdata"
+
+// copyFixture copies the fixture name into dir.
 func copyFixture(t *testing.T, dir, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
+	data, err := os.ReadFile(filepath.Join(fixtures, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +37,11 @@ func wantLines(t *testing.T, out string, fragments ...string) {
 	}
 }
 
-// feedServer serves testdata/rss.xml at /feed with an ETag (answering 304
+// feedServer serves the rss.xml fixture at /feed with an ETag (answering 304
 // to a matching If-None-Match), a 500 at /broken and a 404 elsewhere.
 func feedServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
-	rss, err := os.ReadFile(filepath.Join("testdata", "rss.xml"))
+	rss, err := os.ReadFile(filepath.Join(fixtures, "rss.xml"))
 	if err != nil {
 		t.Fatal(err)
 	}
