@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -48,28 +47,10 @@ readable by its owner only.`,
 		return a.fail(fs, err)
 	}
 
-	if *out == "" || *out == "-" {
-		w := bufio.NewWriterSize(a.stdout, 64<<10)
-		n, err := svc.ExportConsents(ctx, w)
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			return a.fail(fs, err)
-		}
-		fmt.Fprintf(a.stderr, "exported %d consent records\n", n)
-		return exitOK
-	}
-	var n int
-	err = writeFileAtomic(*out, func(w io.Writer) error {
-		var err error
-		n, err = svc.ExportConsents(ctx, w)
-		return err
-	})
+	err = a.writeExport(*out, "%d consent records", func(w io.Writer) (int, error) { return svc.ExportConsents(ctx, w) })
 	if err != nil {
 		return a.fail(fs, err)
 	}
-	fmt.Fprintf(a.stdout, "exported %d consent records to %s\n", n, *out)
 	return exitOK
 }
 

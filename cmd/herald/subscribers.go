@@ -157,29 +157,40 @@ holds personal data: --out creates it readable by its owner only.`,
 		return a.fail(fs, err)
 	}
 
-	if *out == "" || *out == "-" {
+	err = a.writeExport(*out, "%d subscribers", func(w io.Writer) (int, error) { return svc.Export(ctx, w) })
+	if err != nil {
+		return a.fail(fs, err)
+	}
+	return exitOK
+}
+
+// writeExport streams an export to stdout (out empty or "-") or atomically
+// into the file out, then reports the count on the stream that is not the
+// data: what is a format with one %d, e.g. "%d subscribers".
+func (a *app) writeExport(out, what string, export func(io.Writer) (int, error)) error {
+	if out == "" || out == "-" {
 		w := bufio.NewWriterSize(a.stdout, 64<<10)
-		n, err := svc.Export(ctx, w)
+		n, err := export(w)
 		if err == nil {
 			err = w.Flush()
 		}
 		if err != nil {
-			return a.fail(fs, err)
+			return err
 		}
-		fmt.Fprintf(a.stderr, "exported %d subscribers\n", n)
-		return exitOK
+		fmt.Fprintf(a.stderr, "exported "+what+"\n", n)
+		return nil
 	}
 	var n int
-	err = writeFileAtomic(*out, func(w io.Writer) error {
+	err := writeFileAtomic(out, func(w io.Writer) error {
 		var err error
-		n, err = svc.Export(ctx, w)
+		n, err = export(w)
 		return err
 	})
 	if err != nil {
-		return a.fail(fs, err)
+		return err
 	}
-	fmt.Fprintf(a.stdout, "exported %d subscribers to %s\n", n, *out)
-	return exitOK
+	fmt.Fprintf(a.stdout, "exported "+what+" to %s\n", n, out)
+	return nil
 }
 
 // writeFileAtomic writes path through a temporary file in the same directory
