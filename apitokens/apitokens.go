@@ -67,6 +67,9 @@ type Store interface {
 	// FindAPITokenByHash returns the token with that hash, revoked or
 	// not, or ENOTFOUND.
 	FindAPITokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	// FindAPITokenByID returns the token with that id, revoked or not,
+	// or ENOTFOUND.
+	FindAPITokenByID(ctx context.Context, id int64) (*Token, error)
 	// FindAPITokens returns every token, revoked ones included, by id.
 	FindAPITokens(ctx context.Context) ([]*Token, error)
 	// RevokeAPIToken sets the revocation time of the named token if it is
@@ -215,6 +218,23 @@ func (s *Service) Authenticate(ctx context.Context, raw string) (*Token, error) 
 		}
 	}
 	return t, nil
+}
+
+// Live returns nil when the token with that id exists and is not revoked,
+// EUNAUTHORIZED otherwise. It is read from the store on every call, so a
+// revocation made by another process counts at once: an admin session
+// opened with a token checks it on every request.
+func (s *Service) Live(ctx context.Context, id int64) error {
+	t, err := s.store.FindAPITokenByID(ctx, id)
+	if herald.IsCode(err, herald.ENOTFOUND) {
+		return herald.Errorf(herald.EUNAUTHORIZED, "The token this session was opened with no longer exists.")
+	} else if err != nil {
+		return fmt.Errorf("check token: %w", err)
+	}
+	if t.Revoked() {
+		return herald.Errorf(herald.EUNAUTHORIZED, "The token this session was opened with was revoked.")
+	}
+	return nil
 }
 
 // dueForTouch reports whether the token's use at now should be written, and

@@ -43,6 +43,18 @@ func (m *memStore) FindAPITokenByHash(_ context.Context, hash []byte) (*Token, e
 	return nil, herald.Errorf(herald.ENOTFOUND, "no")
 }
 
+func (m *memStore) FindAPITokenByID(_ context.Context, id int64) (*Token, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.tokens {
+		if t.ID == id {
+			c := *t
+			return &c, nil
+		}
+	}
+	return nil, herald.Errorf(herald.ENOTFOUND, "no")
+}
+
 func (m *memStore) FindAPITokens(context.Context) ([]*Token, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -99,8 +111,17 @@ func TestCreateAuthenticateRevoke(t *testing.T) {
 	if _, _, err := svc.Create(ctx, "deploy", ScopeWrite); !herald.IsCode(err, herald.ECONFLICT) {
 		t.Errorf("same name: err = %v, want ECONFLICT", err)
 	}
+	if err := svc.Live(ctx, tok.ID); err != nil {
+		t.Errorf("Live before revoking: %v", err)
+	}
 	if _, err := svc.Revoke(ctx, "deploy"); err != nil {
 		t.Fatal(err)
+	}
+	if err := svc.Live(ctx, tok.ID); !herald.IsCode(err, herald.EUNAUTHORIZED) {
+		t.Errorf("Live after revoking: err = %v, want EUNAUTHORIZED", err)
+	}
+	if err := svc.Live(ctx, tok.ID+1); !herald.IsCode(err, herald.EUNAUTHORIZED) {
+		t.Errorf("Live of an unknown id: err = %v, want EUNAUTHORIZED", err)
 	}
 	if _, err := svc.Authenticate(ctx, raw); !herald.IsCode(err, herald.EUNAUTHORIZED) || !strings.Contains(herald.ErrorMessage(err), "revoked") {
 		t.Errorf("revoked: err = %v", err)

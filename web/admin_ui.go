@@ -296,6 +296,9 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 			raw = ck.Value
 		}
 		sess, err := s.admin.auth.Session(req.Context(), raw)
+		if err == nil {
+			err = s.checkSessionVia(c, raw, sess)
+		}
 		if herald.IsCode(err, herald.EUNAUTHORIZED) {
 			return s.signInFirst(c, post)
 		} else if err != nil {
@@ -308,6 +311,38 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(ctxAdminCSRF, s.admin.auth.CSRFToken(raw))
 		return next(c)
 	}
+}
+
+// checkSessionVia returns EUNAUTHORIZED, and ends the session, when what
+// opened it no longer would: a stored token that has since been revoked or
+// deleted, or the bootstrap admin.token after it was removed from the
+// configuration. Revoking a token thus closes its admin sessions on the
+// next request, in every instance, instead of when they expire.
+func (s *Server) checkSessionVia(c echo.Context, raw string, sess *adminauth.Session) error {
+	ctx := c.Request().Context()
+	var err error
+	switch {
+	case sess.Via == "token":
+		if s.cfg.AdminToken == "" {
+			err = herald.Errorf(herald.EUNAUTHORIZED, "The token this session was opened with is no longer configured.")
+		}
+	case strings.HasPrefix(sess.Via, "token:"):
+		id, perr := strconv.ParseInt(strings.TrimPrefix(sess.Via, "token:"), 10, 64)
+		switch {
+		case perr != nil || s.tokens == nil:
+			err = herald.Errorf(herald.EUNAUTHORIZED, "The token this session was opened with cannot be checked.")
+		default:
+			err = s.tokens.Live(ctx, id)
+		}
+	}
+	if herald.IsCode(err, herald.EUNAUTHORIZED) {
+		s.log.InfoContext(ctx, "admin session ended: its token is no longer valid", "via", sess.Via, "request_id", requestID(c))
+		if derr := s.admin.auth.EndSession(ctx, raw); derr != nil {
+			return derr
+		}
+		c.SetCookie(s.sessionCookie("", -1))
+	}
+	return err
 }
 
 // signInFirst answers a request that has no live session.

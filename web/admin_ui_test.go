@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"herald"
 	"herald/adminauth"
 	"herald/apitokens"
 	"herald/articles"
@@ -476,6 +477,45 @@ func TestAdminLogout(t *testing.T) {
 	wantStatus(t, h.do(t, http.MethodGet, "/admin", raw, nil), http.StatusSeeOther)
 	if strings.Contains(h.log.String(), raw) {
 		t.Error("the session id reached the log")
+	}
+}
+
+// A session opened with a stored token ends on the first request after the
+// token is revoked, not when the session would have expired; sessions
+// opened otherwise are untouched.
+func TestAdminTokenSessionEndsWhenRevoked(t *testing.T) {
+	h := newAdminHarness(t)
+	ctx := context.Background()
+	_, writeTok, err := h.tokens.Create(ctx, "ops", apitokens.ScopeWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := h.do(t, http.MethodPost, "/admin/login", "", url.Values{"token": {writeTok}})
+	wantStatus(t, rec, http.StatusSeeOther)
+	viaToken := sessionOf(t, rec)
+	viaPassword := h.login(t)
+	wantStatus(t, h.do(t, http.MethodGet, "/admin/feeds", viaToken, nil), http.StatusOK)
+
+	if _, err := h.tokens.Revoke(ctx, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	rec = h.do(t, http.MethodGet, "/admin/feeds", viaToken, nil)
+	wantStatus(t, rec, http.StatusSeeOther)
+	wantHeader(t, rec, "Location", "/admin/login?"+url.Values{"next": {"/admin/feeds"}}.Encode())
+	if c := rec.Header().Get("Set-Cookie"); !strings.Contains(c, "Max-Age=0") {
+		t.Errorf("Set-Cookie = %q, want the session cookie deleted", c)
+	}
+	// The session is gone from the store, not only refused.
+	if _, err := h.auth.Session(ctx, viaToken); !herald.IsCode(err, herald.EUNAUTHORIZED) {
+		t.Errorf("the revoked token's session still exists: err = %v", err)
+	}
+	// A form posted with the dead session is kept for after signing in.
+	rec = h.do(t, http.MethodPost, "/admin/subscribers/1", viaToken, url.Values{"name": {"Ada"}})
+	wantStatus(t, rec, http.StatusUnauthorized)
+	wantBody(t, rec, "Your session ended before this was saved", `name="carried_form"`, `name="password"`)
+	wantStatus(t, h.do(t, http.MethodGet, "/admin/feeds", viaPassword, nil), http.StatusOK)
+	if strings.Contains(h.log.String(), writeTok) || strings.Contains(h.log.String(), viaToken) {
+		t.Error("a token or session id reached the log")
 	}
 }
 

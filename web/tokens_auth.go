@@ -18,6 +18,9 @@ type Tokens interface {
 	// Authenticate returns the live token matching raw: EUNAUTHORIZED when
 	// there is none or it was revoked.
 	Authenticate(ctx context.Context, raw string) (*apitokens.Token, error)
+	// Live returns nil when the token with that id exists and is not
+	// revoked, EUNAUTHORIZED otherwise.
+	Live(ctx context.Context, id int64) error
 }
 
 // ctxToken holds the *apitokens.Token of an API request authenticated with

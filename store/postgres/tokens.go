@@ -54,6 +54,15 @@ func (db *DB) FindAPITokenByHash(ctx context.Context, hash []byte) (*apitokens.T
 	return t, nil
 }
 
+// FindAPITokenByID returns the token with that id, or ENOTFOUND.
+func (db *DB) FindAPITokenByID(ctx context.Context, id int64) (*apitokens.Token, error) {
+	t, err := scanAPIToken(db.pool.QueryRow(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE id = $1`, id))
+	if err != nil {
+		return nil, translate(err, "find api token", "token")
+	}
+	return t, nil
+}
+
 // FindAPITokens returns every token, revoked ones included, by id.
 func (db *DB) FindAPITokens(ctx context.Context) ([]*apitokens.Token, error) {
 	rows, err := db.pool.Query(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens ORDER BY id`)

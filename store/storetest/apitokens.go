@@ -112,6 +112,13 @@ func testAPITokenRevoke(t *testing.T, s apitokens.Store) {
 	if err != nil || !found.Revoked() {
 		t.Errorf("after revoke: %+v, %v", found, err)
 	}
+	byID, err := s.FindAPITokenByID(ctx, found.ID)
+	if err != nil || byID.Name != "deploy" || !byID.RevokedAt.Equal(at(time.Hour)) {
+		t.Errorf("FindAPITokenByID(%d) = %+v, %v; want the revoked token deploy", found.ID, byID, err)
+	}
+	if _, err := s.FindAPITokenByID(ctx, found.ID+1000); !herald.IsCode(err, herald.ENOTFOUND) {
+		t.Errorf("FindAPITokenByID of an unknown id: err = %v, want ENOTFOUND", err)
+	}
 	if _, err := s.RevokeAPIToken(ctx, "nope", at(0)); !herald.IsCode(err, herald.ENOTFOUND) {
 		t.Errorf("unknown name: err = %v, want ENOTFOUND", err)
 	}
