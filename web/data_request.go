@@ -2,13 +2,12 @@ package web
 
 import (
 	"fmt"
-	"mime"
 	"net/http"
-	"net/url"
 
 	"github.com/labstack/echo/v4"
 
 	"herald"
+	"herald/subscribers"
 )
 
 // A reader's own data: from their preference page they can ask for a copy of
@@ -38,7 +37,9 @@ const (
 // dataExportPage shows the button that downloads a reader's data.
 type dataExportPage struct {
 	basePage
-	Masked string
+	Masked    string
+	FormToken string // the download form's CSRF field
+	Error     string // why the last press did nothing
 }
 
 // erasedPage confirms an erase.
@@ -57,6 +58,13 @@ func (s *Server) handleDataRequest(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	token := c.Param("token")
+	f, err := s.readReaderForm(c)
+	if err != nil {
+		return err
+	}
+	if why := s.checkReaderForm(c, formPreferences, token, f); why != formOK {
+		return s.refuseDataForm(c, token, why)
+	}
 	err = p.RequestDataExport(ctx, token)
 	status := http.StatusOK
 	switch {
@@ -94,11 +102,14 @@ func (s *Server) handleEraseRequest(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	token := c.Param("token")
-	understood, err := s.readUnderstand(c)
+	f, err := s.readReaderForm(c)
 	if err != nil {
 		return err
 	}
-	if !understood {
+	if why := s.checkReaderForm(c, formPreferences, token, f); why != formOK {
+		return s.refuseDataForm(c, token, why)
+	}
+	if f.Get(fieldUnderstand) != understandYes {
 		sub, err := s.subs.CheckPreferencesToken(ctx, token)
 		if err != nil {
 			return err
@@ -114,28 +125,16 @@ func (s *Server) handleEraseRequest(c echo.Context) error {
 	return s.render(c, http.StatusOK, pageErased, page)
 }
 
-// readUnderstand reads the erase form and reports whether the "I
-// understand" box was ticked.
-func (s *Server) readUnderstand(c echo.Context) (bool, error) {
-	req := c.Request()
-	mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
-	var f url.Values
-	switch mt {
-	case echo.MIMEApplicationForm:
-		if err := req.ParseForm(); err != nil {
-			return false, readError(c, herald.Errorf(herald.EBADREQUEST, "The form data could not be read."))
-		}
-		f = req.PostForm
-	case echo.MIMEMultipartForm:
-		if err := req.ParseMultipartForm(s.cfg.BodyLimit); err != nil {
-			return false, readError(c, herald.Errorf(herald.EBADREQUEST, "The form data could not be read."))
-		}
-		defer func() { _ = req.MultipartForm.RemoveAll() }()
-		f = req.PostForm
-	default:
-		return false, herald.Errorf(herald.EUNSUPPORTED, "Send the form as application/x-www-form-urlencoded or multipart/form-data.")
+// refuseDataForm answers an export or erase form whose form token or
+// origin is refused: nothing is asked or erased, and the holder of a good
+// link gets their preference page back, saying why, with fresh tokens.
+func (s *Server) refuseDataForm(c echo.Context, token string, why int) error {
+	sub, err := s.subs.CheckPreferencesToken(c.Request().Context(), token)
+	if err != nil {
+		return err
 	}
-	return f.Get(fieldUnderstand) == understandYes, nil
+	return s.render(c, http.StatusForbidden, pagePreferences,
+		s.preferencesPage(token, sub, nil, preferenceErrors{Form: formRefusal(why)}))
 }
 
 // handleDataPage shows the button that downloads the reader's data. It
@@ -151,9 +150,23 @@ func (s *Server) handleDataPage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page := dataExportPage{basePage: s.base("Download your data"), Masked: maskEmail(sub.Email)}
+	return s.render(c, http.StatusOK, pageDataExport, s.dataExportPage(c.Param("token"), sub, ""))
+}
+
+// dataExportPage fills the download page, with a fresh form token.
+func (s *Server) dataExportPage(token string, sub *subscribers.Subscriber, errMsg string) dataExportPage {
+	title := "Download your data"
+	if errMsg != "" {
+		title = "Error: " + title
+	}
+	page := dataExportPage{
+		basePage:  s.base(title),
+		Masked:    maskEmail(sub.Email),
+		FormToken: s.readerFormToken(formData, token),
+		Error:     errMsg,
+	}
 	page.NoIndex = true
-	return s.render(c, http.StatusOK, pageDataExport, page)
+	return page
 }
 
 // handleDataDownload spends the single-use link and answers the reader's
@@ -164,7 +177,22 @@ func (s *Server) handleDataDownload(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Referrer-Policy", "no-referrer")
-	d, err := p.DownloadDataExport(c.Request().Context(), c.Param("token"))
+	ctx := c.Request().Context()
+	token := c.Param("token")
+	f, err := s.readReaderForm(c)
+	if err != nil {
+		return err
+	}
+	if why := s.checkReaderForm(c, formData, token, f); why != formOK {
+		// The single-use link is not spent: its holder gets the button
+		// back with a fresh token; a forged or spent link is a 404 or 410.
+		sub, err := p.CheckDataExportToken(ctx, token)
+		if err != nil {
+			return err
+		}
+		return s.render(c, http.StatusForbidden, pageDataExport, s.dataExportPage(token, sub, formRefusal(why)))
+	}
+	d, err := p.DownloadDataExport(ctx, token)
 	if err != nil {
 		return err
 	}

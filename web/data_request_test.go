@@ -22,20 +22,20 @@ func TestPreferencesPageOffersDataForms(t *testing.T) {
 
 func TestDataRequest(t *testing.T) {
 	h, fp := newPrivacyHarness(t)
-	rec := h.do(t, http.MethodPost, "/preferences/"+tokGood+"/export", formType, nil)
+	rec := h.do(t, http.MethodPost, "/preferences/"+tokGood+"/export", formType, h.readerForm(formPreferences, tokGood, nil))
 	wantStatus(t, rec, http.StatusOK)
 	wantBody(t, rec, noticeDataRequested, "j•••@example.org")
 	if h.wakeCount() != 1 {
 		t.Errorf("wakes = %d, want 1: the email is sent at once", h.wakeCount())
 	}
 	// Within the hour: the page says so, with 429.
-	rec = h.do(t, http.MethodPost, "/preferences/"+tokGood+"/export", formType, nil)
+	rec = h.do(t, http.MethodPost, "/preferences/"+tokGood+"/export", formType, h.readerForm(formPreferences, tokGood, nil))
 	wantStatus(t, rec, http.StatusTooManyRequests)
 	wantBody(t, rec, "less than an hour ago", "Your newsletter preferences")
 	wantNoBody(t, rec, noticeDataRequested)
 
 	fp.requestErr = herald.Errorf(herald.ECONFLICT, "We cannot send email to this address any more.")
-	rec = h.do(t, http.MethodPost, "/preferences/"+tokGood+"/export", formType, nil)
+	rec = h.do(t, http.MethodPost, "/preferences/"+tokGood+"/export", formType, h.readerForm(formPreferences, tokGood, nil))
 	wantStatus(t, rec, http.StatusConflict)
 	wantBody(t, rec, "We cannot send email to this address any more.")
 
@@ -50,15 +50,15 @@ func TestDataRequest(t *testing.T) {
 func TestEraseRequest(t *testing.T) {
 	h, fp := newPrivacyHarness(t)
 	// Without "I understand": nothing erased, the page says why.
-	for _, body := range []string{"", "understand=no"} {
-		rec := h.do(t, http.MethodPost, "/preferences/"+tokGood+"/erase", formType, strings.NewReader(body))
+	for _, form := range []url.Values{nil, {"understand": {"no"}}} {
+		rec := h.do(t, http.MethodPost, "/preferences/"+tokGood+"/erase", formType, h.readerForm(formPreferences, tokGood, form))
 		wantStatus(t, rec, http.StatusUnprocessableEntity)
 		wantBody(t, rec, errorUnderstand, "Your newsletter preferences")
 	}
 	if n := fp.callsOf("EraseByToken"); n != 0 {
 		t.Fatalf("EraseByToken called %d times without the box ticked", n)
 	}
-	rec := h.do(t, http.MethodPost, "/preferences/"+tokGood+"/erase", formType, strings.NewReader(url.Values{"understand": {"yes"}}.Encode()))
+	rec := h.do(t, http.MethodPost, "/preferences/"+tokGood+"/erase", formType, h.readerForm(formPreferences, tokGood, url.Values{"understand": {"yes"}}))
 	wantStatus(t, rec, http.StatusOK)
 	wantBody(t, rec, "Your data is erased", "scrambled fingerprint")
 	wantNoBody(t, rec, "jane@example.org", "j•••@example.org")
@@ -87,7 +87,7 @@ func TestDataDownloadPage(t *testing.T) {
 	wantStatus(t, h.get(t, "/data/unknown"), http.StatusNotFound)
 	wantStatus(t, h.get(t, "/data/"+tokDataUsed), http.StatusGone)
 
-	rec := h.do(t, http.MethodPost, "/data/"+tokData, formType, nil)
+	rec := h.do(t, http.MethodPost, "/data/"+tokData, formType, h.readerForm(formData, tokData, nil))
 	wantStatus(t, rec, http.StatusOK)
 	wantHeader(t, rec, "Content-Disposition", "attachment; filename=passblue-data-2026-12-06.json")
 	wantHeader(t, rec, "Referrer-Policy", "no-referrer")
@@ -105,7 +105,7 @@ func TestDataDownloadPage(t *testing.T) {
 		t.Errorf("download = %+v", got)
 	}
 	// The link works once.
-	rec = h.do(t, http.MethodPost, "/data/"+tokData, formType, nil)
+	rec = h.do(t, http.MethodPost, "/data/"+tokData, formType, h.readerForm(formData, tokData, nil))
 	wantStatus(t, rec, http.StatusGone)
 	wantBody(t, rec, "used already")
 	if strings.Contains(h.log.String(), tokData) || strings.Contains(h.log.String(), "jane@") {

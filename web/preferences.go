@@ -2,7 +2,6 @@ package web
 
 import (
 	"fmt"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,13 +15,12 @@ import (
 	"herald/subscribers"
 )
 
-// The preference page. Its forms carry no CSRF token, on purpose for now:
-// they are reached only through an unguessable, signed token in the URL that
-// names one reader, and they change nothing but that reader's own choices. A
-// forging site would need the token, and with it could do as much directly.
-// The CSP's form-action 'self' and frame-ancestors 'none' keep the page from
-// being framed or posted elsewhere. (A later hardening issue adds CSRF
-// tokens to every form.)
+// The preference page. It is reached through an unguessable, signed token
+// in the URL that names one reader, and sets no cookie. Every form on it
+// carries a form token (formtoken.go) bound to that URL token and the time
+// the page was rendered; a POST without a good one changes nothing and
+// shows the form again. The CSP's form-action 'self' and frame-ancestors
+// 'none' keep the page from being framed or posted elsewhere.
 
 // pagePreferences is the reader's preference page.
 const pagePreferences = "preferences.html"
@@ -76,6 +74,7 @@ type preferencesPage struct {
 	MaxDate     string
 	Errors      preferenceErrors
 	Notice      string // shown with role=status after a save
+	FormToken   string // the CSRF field of every form on the page
 }
 
 // pauseChoice is one radio button of the pause fieldset other than the
@@ -125,9 +124,24 @@ func (s *Server) handlePreferencesPage(c echo.Context) error {
 func (s *Server) handlePreferences(c echo.Context) error {
 	ctx := c.Request().Context()
 	token := c.Param("token")
-	in, err := s.readPreferences(c)
+	f, err := s.readReaderForm(c)
 	if err != nil {
 		return err
+	}
+	in := readPreferences(f)
+	if why := s.checkReaderForm(c, formPreferences, token, f); why != formOK {
+		// Nothing is saved. The holder of a good link gets the form back
+		// with what they chose and a fresh token, to send again.
+		sub, err := s.subs.CheckPreferencesToken(ctx, token)
+		if err != nil {
+			return err
+		}
+		kept := &in
+		if in.UnsubscribeAll {
+			kept = nil // that form has no fields: show what is saved
+		}
+		return s.render(c, http.StatusForbidden, pagePreferences,
+			s.preferencesPage(token, sub, kept, preferenceErrors{Form: formRefusal(why)}))
 	}
 	upd, errs := s.checkPreferences(in)
 	if !errs.Any() {
@@ -162,27 +176,8 @@ func (s *Server) handlePreferences(c echo.Context) error {
 	return s.render(c, http.StatusUnprocessableEntity, pagePreferences, s.preferencesPage(token, sub, &in, errs))
 }
 
-// readPreferences reads the posted form (URL-encoded or multipart).
-func (s *Server) readPreferences(c echo.Context) (preferencesInput, error) {
-	req := c.Request()
-	mt, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
-	var f url.Values
-	switch mt {
-	case echo.MIMEApplicationForm:
-		if err := req.ParseForm(); err != nil {
-			return preferencesInput{}, readError(c, herald.Errorf(herald.EBADREQUEST, "The form data could not be read."))
-		}
-		f = req.PostForm
-	case echo.MIMEMultipartForm:
-		if err := req.ParseMultipartForm(s.cfg.BodyLimit); err != nil {
-			return preferencesInput{}, readError(c, herald.Errorf(herald.EBADREQUEST, "The form data could not be read."))
-		}
-		defer func() { _ = req.MultipartForm.RemoveAll() }()
-		f = req.PostForm
-	default:
-		return preferencesInput{}, herald.Errorf(herald.EUNSUPPORTED,
-			"Send the preferences as application/x-www-form-urlencoded or multipart/form-data.")
-	}
+// readPreferences reads the posted preference form.
+func readPreferences(f url.Values) preferencesInput {
 	in := preferencesInput{
 		Newsletters:    f[fieldNewsletters],
 		Name:           f.Get(fieldName),
@@ -193,7 +188,7 @@ func (s *Server) readPreferences(c echo.Context) (preferencesInput, error) {
 	if in.Pause == "" {
 		in.Pause = pauseNone // the resubscribe form on the unsubscribed page sends none
 	}
-	return in, nil
+	return in
 }
 
 // checkPreferences validates the form field by field (the service checks
@@ -281,6 +276,9 @@ func (s *Server) preferencesPage(token string, sub *subscribers.Subscriber, in *
 		MinDate:  today.AddDate(0, 0, 1).Format(time.DateOnly),
 		MaxDate:  subscribers.MaxPauseUntil(now).Format(time.DateOnly),
 		Errors:   errs,
+		// Each render gets a fresh token, so a form shown again after a
+		// refusal can be sent at once.
+		FormToken: s.readerFormToken(formPreferences, token),
 	}
 	p.NoIndex = true
 	receiving := sub.Status == subscribers.StatusActive || sub.Status == subscribers.StatusPending
@@ -333,6 +331,7 @@ func (s *Server) preferencesPage(token string, sub *subscribers.Subscriber, in *
 // preference page.
 type resubscribeOffer struct {
 	Action      string
+	FormToken   string // the form's CSRF field, as on the preference page
 	Name        string
 	Newsletters []Newsletter
 }
@@ -354,8 +353,10 @@ func (s *Server) resubscribeOffer(sub *subscribers.Subscriber) *resubscribeOffer
 	if len(lists) == 0 {
 		return nil
 	}
+	token := s.subs.PreferencesToken(sub.ID)
 	return &resubscribeOffer{
-		Action:      s.prefix + "/preferences/" + url.PathEscape(s.subs.PreferencesToken(sub.ID)),
+		Action:      s.prefix + "/preferences/" + url.PathEscape(token),
+		FormToken:   s.readerFormToken(formPreferences, token),
 		Name:        sub.Name,
 		Newsletters: lists,
 	}

@@ -21,7 +21,7 @@ func prefsHarness(t *testing.T, mutate ...func(*Config)) *harness {
 
 func (h *harness) postPrefs(t *testing.T, token string, form url.Values) *httptest.ResponseRecorder {
 	t.Helper()
-	return h.do(t, http.MethodPost, "/preferences/"+token, formType, strings.NewReader(form.Encode()))
+	return h.do(t, http.MethodPost, "/preferences/"+token, formType, h.readerForm(formPreferences, token, form))
 }
 
 // wantTokenPage checks what every answer on a preferences URL carries.

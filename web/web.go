@@ -225,8 +225,9 @@ type Deps struct {
 	// SignupObserver, if set, counts signup requests by result.
 	SignupObserver SignupObserver
 	// SignupKey is the secret the signup defences sign with (the form's
-	// time stamp, the proof-of-work challenges); give every instance the
-	// same one, from the store's secrets. Nil: a random key for this
+	// time stamp, the proof-of-work challenges), and, under a key derived
+	// for that purpose, the reader forms' CSRF tokens; give every instance
+	// the same one, from the store's secrets. Nil: a random key for this
 	// process.
 	SignupKey []byte
 	// Resolver answers the MX lookups of Config.CheckMX. Nil: the
@@ -253,6 +254,8 @@ type Server struct {
 	// subnets limits signups per subnet; nil when SignupPerSubnet is 0.
 	subnets *ipLimiter
 	keys    signupKeys
+	// formKey signs the reader forms' tokens (formtoken.go).
+	formKey []byte
 	// corsOrigins is CORSOrigins, lower-cased, as a set.
 	corsOrigins map[string]bool
 	// signupCSP is the CSP of the signup page and its answer, and
@@ -371,6 +374,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.subnets = newSubnetLimiter(cfg.SignupPerSubnet)
 	}
 	if s.keys, err = newSignupKeys(deps.SignupKey); err != nil {
+		return nil, err
+	}
+	if s.formKey, err = newFormKey(deps.SignupKey); err != nil {
 		return nil, err
 	}
 	if s.corsOrigins, err = checkOrigins(cfg.CORSOrigins); err != nil {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,4 +203,64 @@ func TestBrowserSignupToDigest(t *testing.T) {
 	if sent := value(b, "read the count", chromedp.Text(chromedp.CSS(`[data-field="sent"]`))); sent != "1" {
 		b.fail("send a digest", fmt.Errorf("the issue page says %q sent, want 1", sent))
 	}
+}
+
+// TestBrowserPreferences: a reader changes their newsletters on the
+// preference page reached through their welcome email's link, in a real
+// browser, then leaves with "Unsubscribe from everything". The page's CSP
+// allows no script at all, so this is the page working without
+// JavaScript: plain form posts carrying the form token the page wrote and
+// whatever Chromium adds to them (Sec-Fetch-Site; Origin: null, since the
+// page is sent with Referrer-Policy: no-referrer). Both must pass the
+// preference forms' CSRF checks.
+func TestBrowserPreferences(t *testing.T) {
+	b := newBrowser(t, 60*time.Second)
+	relay, port := startSink(t)
+	h := startHeraldWith(t, port, digestNewsletters)
+	const reader = "browser.prefs@example.org"
+	h.subscribeConfirmed(t, relay, reader, "daily", "weekly")
+	welcome := relay.waitFor(t, reader, "Welcome")
+	link := regexp.MustCompile(regexp.QuoteMeta(h.base) + `/preferences/[A-Za-z0-9_-]+`).FindString(welcome.Text)
+	if link == "" {
+		t.Fatalf("no preference link in the welcome:\n%s", welcome.Text)
+	}
+
+	b.do("change preferences",
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(`//h1[contains(., "Your newsletter preferences")]`),
+		chromedp.Click(`//input[@name="newsletters" and @value="weekly"]`), // untick
+		chromedp.Click(chromedp.ID("pause-2w")),
+		chromedp.Click(chromedp.CSS("form.signup-form button[type=submit]")),
+		chromedp.WaitVisible(`//*[@role="status"][contains(., "Your preferences are saved.")]`),
+		chromedp.WaitVisible(chromedp.ID("pause-current")),
+	)
+	if got := h.adminNewsletters(t, reader); got != "daily" {
+		b.fail("change preferences", fmt.Errorf("after saving, the reader's newsletters are %q, want daily", got))
+	}
+
+	b.do("leave",
+		chromedp.Click(`//button[contains(., "Unsubscribe from everything")]`),
+		chromedp.WaitVisible(`//*[@role="status"][contains(., "You are unsubscribed from everything.")]`),
+	)
+	if got := h.adminStatus(t, reader); got != "unsubscribed" {
+		b.fail("leave", fmt.Errorf("after leaving, the reader is %s, want unsubscribed", got))
+	}
+}
+
+// adminNewsletters looks email up through the admin API and returns its
+// newsletters, joined by commas.
+func (h *heraldServer) adminNewsletters(t *testing.T, email string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, h.base+"/api/v1/subscribers?q="+url.QueryEscape(email), nil)
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	resp, body := do(t, req)
+	var page struct {
+		Items []struct {
+			Newsletters []string `json:"newsletters"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); resp.StatusCode != http.StatusOK || err != nil || len(page.Items) != 1 {
+		t.Fatalf("GET /api/v1/subscribers: %d %v %s", resp.StatusCode, err, body)
+	}
+	return strings.Join(page.Items[0].Newsletters, ",")
 }

@@ -113,11 +113,11 @@ func TestEndToEndDataExportAndErase(t *testing.T) {
 		t.Fatalf("no preferences link in the welcome:\n%s", welcome.Text)
 	}
 
-	resp, body := postForm(t, prefsURL+"/export", nil)
+	resp, body := postPageForm(t, prefsURL, prefsURL+"/export", nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "link to download your data") {
 		t.Fatalf("POST export: %d\n%s", resp.StatusCode, body)
 	}
-	if resp, _ := postForm(t, prefsURL+"/export", nil); resp.StatusCode != http.StatusTooManyRequests {
+	if resp, _ := postPageForm(t, prefsURL, prefsURL+"/export", nil); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("second request within the hour: %d, want 429", resp.StatusCode)
 	}
 	mail := relay.waitFor(t, reader, "Your data")
@@ -130,7 +130,7 @@ func TestEndToEndDataExportAndErase(t *testing.T) {
 	if resp, body := do(t, req); resp.StatusCode != http.StatusOK || !strings.Contains(body, `method="post"`) {
 		t.Fatalf("GET data page: %d\n%s", resp.StatusCode, body)
 	}
-	resp, body = postForm(t, dataURL, nil)
+	resp, body = postPageForm(t, dataURL, dataURL, nil)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") {
 		t.Fatalf("POST data: %d %v\n%s", resp.StatusCode, resp.Header, body)
 	}
