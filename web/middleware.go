@@ -159,7 +159,7 @@ func (s *Server) routeName(c echo.Context) string {
 // tokenPath reports whether the path carries a secret token.
 func tokenPath(p string) bool {
 	return strings.HasPrefix(p, "/confirm/") || strings.HasPrefix(p, "/unsubscribe/") ||
-		strings.HasPrefix(p, "/preferences/")
+		strings.HasPrefix(p, "/preferences/") || strings.HasPrefix(p, "/data/")
 }
 
 // securityHeaders sets the headers every answer carries, error pages
