@@ -28,7 +28,8 @@
 #   3. the ceiling: BenchmarkRSACeiling (mailer package) signing with the
 #      same key on all cores for CEILING_TIME: signatures/s and CPU per
 #      signature;
-#   4. the sink's message counter must have grown by exactly N in each send
+#   4. the send again with an Ed25519 key (RFC 8463), for comparison;
+#   5. the sink's message counter must have grown by exactly N in each send
 #      and Herald must report N sent.
 # Once, after the rounds: OpenSSL's own RSA-2048 ceiling on all cores
 # (`openssl speed -multi`), for reference: the fastest RSA this machine has,
@@ -67,6 +68,7 @@ trap cleanup EXIT
 go build -o "$work/herald" ./cmd/herald
 go test -c -o "$work/mailer.test" ./mailer
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/dkim.pem" 2>/dev/null
+openssl genpkey -algorithm ed25519 -out "$work/dkim-ed25519.pem" 2>/dev/null
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
@@ -178,6 +180,7 @@ for r in $(seq "$rounds"); do
     awk -v r="$r" '{
       printf "round %s ratio    %.2f wall (herald with DKIM / ceiling); CPU: %.2f with the sink, %.2f herald alone\n", r, $1 / $5, $6 / ($2 + $3), $6 / $2 > "/dev/stderr"
       print $1 / $5, $6 / ($2 + $3), $6 / $2 }' >>"$work/ratio.txt"
+  send ed25519 HERALD_DKIM_SELECTOR=bench HERALD_DKIM_DOMAIN=ledger.example HERALD_DKIM_PRIVATE_KEY_FILE="$work/dkim-ed25519.pem"
 done
 
 openssl speed -seconds 3 -multi "$cores" rsa2048 2>/dev/null | awk '/^rsa 2048/ {print $(NF-1)}' >"$work/openssl.txt" || true
@@ -186,6 +189,7 @@ col() { awk -v c="$2" '{print $c}' "$work/$1.txt" | median; }
 printf 'MEDIAN (N=%s rounds=%s cores=%s conns=%s workers=%s batch=%s)\n' "$N" "$rounds" "$cores" "$CONNS" "$WORKERS" "$BATCH"
 printf '  without DKIM: %s msg/s; CPU per message herald %s us, sink %s us\n' "$(col plain 1)" "$(col plain 2)" "$(col plain 3)"
 printf '  with DKIM:    %s msg/s; CPU per message herald %s us, sink %s us; peak RSS %s MiB\n' "$(col dkim 1)" "$(col dkim 2)" "$(col dkim 3)" "$(( $(col dkim 4) / 1024 ))"
+printf '  Ed25519 DKIM: %s msg/s; CPU per message herald %s us, sink %s us\n' "$(col ed25519 1)" "$(col ed25519 2)" "$(col ed25519 3)"
 printf '  RSA ceiling:  %s signatures/s (Go crypto/rsa, %s cores), %s us CPU per signature\n' "$(col ceiling 1)" "$cores" "$(col ceiling 2)"
 printf '  OpenSSL:      %s signatures/s (openssl speed -multi %s rsa2048, once, for reference)\n' "$(cat "$work/openssl.txt")" "$cores"
 printf 'RATIO herald with DKIM / RSA ceiling = %.2f (wall: messages/s over signatures/s; rounds: %s)\n' "$(col ratio 1)" "$(awk '{printf "%.2f ", $1}' "$work/ratio.txt")"
