@@ -1,11 +1,11 @@
 package web
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/altcha-org/altcha-lib-go"
@@ -49,24 +49,14 @@ const (
 	altchaMaxUsed = 1 << 20
 )
 
-// altchaGuard issues and checks challenges, remembers spent solutions, and
-// runs attack mode.
+// altchaGuard issues and checks challenges; limits keeps the spent
+// solutions and runs attack mode.
 type altchaGuard struct {
 	mode      string
 	key       string
 	threshold int
 	cooldown  time.Duration
-
-	mu sync.Mutex
-	// window counts signups per second over the last minute: window[i]
-	// holds second secs[i].
-	window [60]int
-	secs   [60]int64
-	// attackUntil is when attack mode ends; zero when it is not on.
-	attackUntil time.Time
-	// used maps the signature of each accepted solution to its expiry, so
-	// that one solution buys one signup.
-	used map[string]time.Time
+	limits    *signupLimits
 }
 
 func newAltchaGuard(cfg Config, key []byte) (*altchaGuard, error) {
@@ -85,7 +75,6 @@ func newAltchaGuard(cfg Config, key []byte) (*altchaGuard, error) {
 		key:       base64.RawStdEncoding.EncodeToString(key),
 		threshold: cfg.AttackThreshold,
 		cooldown:  cfg.AttackCooldown,
-		used:      make(map[string]time.Time),
 	}
 	if g.threshold == 0 {
 		g.threshold = DefaultAttackThreshold
@@ -96,43 +85,13 @@ func newAltchaGuard(cfg Config, key []byte) (*altchaGuard, error) {
 	return g, nil
 }
 
-// record counts one signup at now and turns attack mode on when the last
-// minute holds more than the threshold.
-func (g *altchaGuard) record(now time.Time) {
-	if g.mode != AltchaAttack {
-		return
-	}
-	sec := now.Unix()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	i := int(sec % 60)
-	if i < 0 {
-		i += 60
-	}
-	if g.secs[i] != sec {
-		g.secs[i], g.window[i] = sec, 0
-	}
-	g.window[i]++
-	total := 0
-	for j := range g.window {
-		if sec-g.secs[j] < 60 {
-			total += g.window[j]
-		}
-	}
-	if total > g.threshold {
-		g.attackUntil = now.Add(g.cooldown)
-	}
-}
-
 // required reports whether a signup at now must carry a proof of work.
 func (g *altchaGuard) required(now time.Time) bool {
 	switch g.mode {
 	case AltchaAlways:
 		return true
 	case AltchaAttack:
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return now.Before(g.attackUntil)
+		return g.limits.attackOn(now)
 	}
 	return false
 }
@@ -149,8 +108,9 @@ func (g *altchaGuard) challenge(now time.Time) (altcha.Challenge, error) {
 }
 
 // verify reports whether payload (the base64 JSON the widget sends) solves
-// one of our unexpired challenges that has not been spent, and spends it.
-func (g *altchaGuard) verify(payload string, now time.Time) bool {
+// one of our unexpired challenges that has not been spent, on any instance
+// when the limits are shared, and spends it.
+func (g *altchaGuard) verify(ctx context.Context, payload string, now time.Time) bool {
 	if payload == "" || len(payload) > 2048 {
 		return false
 	}
@@ -166,20 +126,7 @@ func (g *altchaGuard) verify(payload string, now time.Time) bool {
 	if err != nil || !ok {
 		return false
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.used) >= altchaMaxUsed {
-		for sig, exp := range g.used {
-			if now.After(exp) {
-				delete(g.used, sig)
-			}
-		}
-	}
-	if _, spent := g.used[p.Signature]; spent || len(g.used) >= altchaMaxUsed {
-		return false
-	}
-	g.used[p.Signature] = now.Add(altchaExpiry)
-	return true
+	return g.limits.spend(ctx, p.Signature, now, now.Add(altchaExpiry))
 }
 
 // handleAltchaChallenge serves a fresh challenge for the widget or a JSON
@@ -201,7 +148,7 @@ func (s *Server) handleAltchaChallenge(c echo.Context) error {
 // one is required, with 422 "Please complete the check". It reports whether
 // it answered.
 func (s *Server) refuseWithoutAltcha(c echo.Context, in signupInput) (bool, error) {
-	if !s.altcha.required(s.now()) || s.altcha.verify(in.Altcha, time.Now()) {
+	if !s.altcha.required(s.now()) || s.altcha.verify(c.Request().Context(), in.Altcha, time.Now()) {
 		return false, nil
 	}
 	s.observeSignup(SignupAltcha)

@@ -28,10 +28,12 @@ const (
 
 // signupKeys are the keys the signup defences sign with, each derived from
 // Deps.SignupKey for one purpose, so that a stamp never passes for an
-// ALTCHA signature or the other way round.
+// ALTCHA signature or the other way round. limits keys the hashes that
+// stand for client addresses in the shared limits (Deps.Limits).
 type signupKeys struct {
 	stamp  []byte
 	altcha []byte
+	limits []byte
 }
 
 // newSignupKeys derives the keys from secret; an empty secret gets a random
@@ -49,7 +51,7 @@ func newSignupKeys(secret []byte) (signupKeys, error) {
 		m.Write([]byte("herald signup " + purpose))
 		return m.Sum(nil)
 	}
-	return signupKeys{stamp: derive("stamp"), altcha: derive("altcha")}, nil
+	return signupKeys{stamp: derive("stamp"), altcha: derive("altcha"), limits: derive("limits")}, nil
 }
 
 // formStamp is the signed time a form is served at: "<unix>.<mac>".

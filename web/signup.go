@@ -56,7 +56,6 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 	if err := s.limitSignup(c); err != nil {
 		return err
 	}
-	s.altcha.record(s.now())
 	in, err := s.readSignup(c)
 	if err != nil {
 		if herald.IsCode(err, herald.EINVALID) {
@@ -111,24 +110,17 @@ func (s *Server) handleSubscribe(c echo.Context) error {
 	return s.signupAccepted(c, in)
 }
 
-// limitSignup takes a token from the per-IP and the per-subnet buckets:
-// 429 with Retry-After when either is empty.
+// limitSignup counts the signup against the per-IP and the per-subnet
+// limits, and towards attack mode: 429 with Retry-After when a limit is
+// reached.
 func (s *Server) limitSignup(c echo.Context) error {
-	ip, now := c.RealIP(), s.now()
-	for _, l := range []struct {
-		lim    *ipLimiter
-		result string
-	}{{s.limiter, SignupRateLimited}, {s.subnets, SignupSubnetLimited}} {
-		if l.lim == nil {
-			continue
-		}
-		if ok, wait := l.lim.allow(ip, now); !ok {
-			s.observeSignup(l.result)
-			c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			return herald.Errorf(herald.ERATELIMIT, "Too many signups from your network. Please wait a minute and try again.")
-		}
+	result, wait := s.limits.take(c.Request().Context(), c.RealIP(), s.now())
+	if result == "" {
+		return nil
 	}
-	return nil
+	s.observeSignup(result)
+	c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+	return herald.Errorf(herald.ERATELIMIT, "Too many signups from your network. Please wait a minute and try again.")
 }
 
 // tooFast reports whether a form signup carries a stamp that is forged,

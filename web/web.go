@@ -224,6 +224,12 @@ type Deps struct {
 	Metrics http.Handler
 	// SignupObserver, if set, counts signup requests by result.
 	SignupObserver SignupObserver
+	// Limits keeps the signup defences' counts (per-IP and per-subnet
+	// limits, attack mode, spent proof-of-work solutions) where every
+	// instance sees them; on PostgreSQL, the database. Nil: each count is
+	// kept in this process, which is right for one instance. While Limits
+	// fails or is slow, this instance counts on its own.
+	Limits SignupLimits
 	// SignupKey is the secret the signup defences sign with (the form's
 	// time stamp, the proof-of-work challenges), and, under a key derived
 	// for that purpose, the reader forms' CSRF tokens; give every instance
@@ -250,10 +256,10 @@ type Server struct {
 	pages   *pages
 	css     []byte
 	cssURL  string
-	limiter *ipLimiter // nil when SignupPerIP is 0
-	// subnets limits signups per subnet; nil when SignupPerSubnet is 0.
-	subnets *ipLimiter
-	keys    signupKeys
+	// limits runs the per-IP and per-subnet limits and attack mode's
+	// count, and keeps the spent proof-of-work solutions.
+	limits *signupLimits
+	keys   signupKeys
 	// formKey signs the reader forms' tokens (formtoken.go).
 	formKey []byte
 	// corsOrigins is CORSOrigins, lower-cased, as a set.
@@ -367,12 +373,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.admin, err = newAdminUI(cfg, prefix, deps.Admin); err != nil {
 		return nil, err
 	}
-	if cfg.SignupPerIP > 0 {
-		s.limiter = newIPLimiter(cfg.SignupPerIP)
-	}
-	if cfg.SignupPerSubnet > 0 {
-		s.subnets = newSubnetLimiter(cfg.SignupPerSubnet)
-	}
 	if s.keys, err = newSignupKeys(deps.SignupKey); err != nil {
 		return nil, err
 	}
@@ -389,6 +389,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.altcha, err = newAltchaGuard(cfg, s.keys.altcha); err != nil {
 		return nil, err
 	}
+	s.limits = newSignupLimits(cfg, s.altcha.mode, s.altcha.threshold, s.altcha.cooldown, deps.Limits, s.keys.limits, logger)
+	s.altcha.limits = s.limits
 	if s.altchaJS, err = templates.FS.ReadFile("web/" + altchaScript); err != nil {
 		return nil, fmt.Errorf("web: read %s: %w", altchaScript, err)
 	}

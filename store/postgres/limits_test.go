@@ -1,0 +1,154 @@
+package postgres_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"herald/store/postgres"
+)
+
+func TestSignupLimitsHit(t *testing.T) {
+	db := open(t)
+	l := postgres.NewSignupLimits(db, nil)
+	ctx := t.Context()
+	// 05:06:00 plus 10 s: a sixth of the minute gone.
+	now := time.Date(2026, 3, 4, 5, 6, 10, 0, time.UTC)
+	key := []byte("client-a")
+
+	for i := range 3 {
+		n, ok, _, err := l.Hit(ctx, "ip", key, 3, now)
+		if err != nil || !ok || n != i+1 {
+			t.Fatalf("hit %d = %d, %v, %v; want %d, true", i+1, n, ok, err, i+1)
+		}
+	}
+	n, ok, wait, err := l.Hit(ctx, "ip", key, 3, now)
+	if err != nil || ok || n != 3 {
+		t.Fatalf("fourth hit = %d, %v, %v; want 3, refused", n, ok, err)
+	}
+	// Refused this minute; in the next one the three weigh 3 * (1 - g),
+	// under 3 as soon as the next minute starts.
+	if wait < 50*time.Second || wait > 51*time.Second {
+		t.Errorf("wait = %v, want about 50s (the rest of the minute)", wait)
+	}
+	// Refusals are not counted.
+	for range 5 {
+		l.Hit(ctx, "ip", key, 3, now)
+	}
+	// Other keys and kinds have counters of their own.
+	if _, ok, _, err := l.Hit(ctx, "ip", []byte("client-b"), 3, now); !ok || err != nil {
+		t.Errorf("another key refused: %v", err)
+	}
+	if _, ok, _, err := l.Hit(ctx, "subnet", key, 3, now); !ok || err != nil {
+		t.Errorf("another kind refused: %v", err)
+	}
+
+	// 20 s into the next minute, the three weigh 3 * 40/60 = 2: one more.
+	next := now.Add(70 * time.Second)
+	if n, ok, _, err := l.Hit(ctx, "ip", key, 3, next); !ok || err != nil || n != 3 {
+		t.Fatalf("hit in the next minute = %d, %v, %v; want 3, true", n, ok, err)
+	}
+	_, ok, wait, _ = l.Hit(ctx, "ip", key, 3, next)
+	if ok {
+		t.Fatal("a second hit 20s into the next minute was allowed")
+	}
+	// 1 this minute + 3 * (1 - f) < 3 once f > 1/3: 20 s into the minute,
+	// so no wait at all is wrong and a whole minute too long.
+	if wait <= 0 || wait > 40*time.Second {
+		t.Errorf("wait = %v, want at most 40s", wait)
+	}
+	// Two minutes on, the old counts are gone.
+	if _, ok, _, _ := l.Hit(ctx, "ip", key, 3, now.Add(3*time.Minute)); !ok {
+		t.Error("refused two minutes later")
+	}
+
+	// Without a limit every hit counts and n grows.
+	for i := range 5 {
+		n, ok, _, err := l.Hit(ctx, "rate", nil, 0, now)
+		if err != nil || !ok || n != i+1 {
+			t.Fatalf("rate hit %d = %d, %v, %v", i+1, n, ok, err)
+		}
+	}
+}
+
+// TestSignupLimitsConcurrent hits one counter from two instances (two
+// pools) at once: exactly the limit gets through.
+func TestSignupLimitsConcurrent(t *testing.T) {
+	schema := newSchema(t)
+	a, b := openIn(t, schema), openIn(t, schema)
+	if err := a.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 4, 5, 6, 0, 0, time.UTC)
+	limits := []*postgres.SignupLimits{postgres.NewSignupLimits(a, nil), postgres.NewSignupLimits(b, nil)}
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			_, ok, _, err := limits[i%2].Hit(context.Background(), "ip", []byte("k"), 7, now)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := allowed.Load(); got != 7 {
+		t.Errorf("allowed %d of 40, want 7", got)
+	}
+}
+
+func TestSignupLimitsAttackAndSpend(t *testing.T) {
+	db := open(t)
+	l := postgres.NewSignupLimits(db, nil)
+	ctx := t.Context()
+	if until, err := l.AttackUntil(ctx); err != nil || !until.IsZero() {
+		t.Fatalf("AttackUntil = %v, %v; want zero", until, err)
+	}
+	t1 := time.Date(2026, 3, 4, 5, 16, 0, 0, time.UTC)
+	if got, err := l.ExtendAttack(ctx, t1); err != nil || !got.Equal(t1) {
+		t.Fatalf("ExtendAttack = %v, %v", got, err)
+	}
+	// An earlier end does not shorten it.
+	if got, err := l.ExtendAttack(ctx, t1.Add(-time.Minute)); err != nil || !got.Equal(t1) {
+		t.Fatalf("ExtendAttack earlier = %v, %v; want %v", got, err, t1)
+	}
+	if until, err := l.AttackUntil(ctx); err != nil || !until.Equal(t1) {
+		t.Fatalf("AttackUntil = %v, %v; want %v", until, err, t1)
+	}
+
+	expires := time.Now().Add(10 * time.Minute)
+	if ok, err := l.Spend(ctx, []byte("sig-1"), expires); !ok || err != nil {
+		t.Fatalf("first Spend = %v, %v", ok, err)
+	}
+	if ok, err := l.Spend(ctx, []byte("sig-1"), expires); ok || err != nil {
+		t.Fatalf("second Spend = %v, %v; want false", ok, err)
+	}
+	// Purge drops expired solutions and dead counters, and keeps the rest.
+	if _, err := l.Spend(ctx, []byte("sig-old"), time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	l.Hit(ctx, "ip", []byte("k"), 0, now.Add(-3*time.Minute))
+	l.Hit(ctx, "ip", []byte("k"), 0, now)
+	if err := l.Purge(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]int64{
+		`SELECT count(*) FROM signup_spent`:    1,
+		`SELECT count(*) FROM signup_counters`: 1,
+	} {
+		if got, err := db.QueryInt(ctx, q); err != nil || got != want {
+			t.Errorf("%s = %d, %v; want %d", q, got, err, want)
+		}
+	}
+	// An expired solution, purged, could be spent again, but its challenge
+	// has expired by then, which the web layer checks first.
+	if ok, _ := l.Spend(ctx, []byte("sig-1"), expires); ok {
+		t.Error("an unexpired solution was spent twice after a purge")
+	}
+}
