@@ -26,8 +26,8 @@
 #   2. the same with DKIM on (dkim.selector, dkim.domain,
 #      dkim.private_key_file: an RSA-2048 key made for the run);
 #   3. the ceiling: BenchmarkRSACeiling (mailer package) signing with the
-#      same key on all cores for CEILING_TIME: signatures/s and CPU per
-#      signature;
+#      same key on all cores for CEILING_TIME, just before and just after
+#      the signed send, averaged: signatures/s and CPU per signature;
 #   4. the send again with an Ed25519 key (RFC 8463), for comparison;
 #   5. the sink's message counter must have grown by exactly N in each send
 #      and Herald must report N sent.
@@ -158,23 +158,35 @@ send() {
   sent=$(sed -n 's/.*sent \([0-9]*\),.*/\1/p' "$work/send.out")
   [ "$got" = "$N" ] && [ "$sent" = "$N" ] ||
     { echo "MISMATCH ($label): sink received $got, herald says sent $sent, want $N" >&2; exit 1; }
-  awk -v n="$N" -v s="$secs" -v u="$user" -v y="$sys" -v a="$sink0" -v b="$sink1" -v hz="$hz" -v m="$rss" -v l="$label" -v r="$r" '
+  awk -v n="$N" -v s="$secs" -v u="$user" -v y="$sys" -v a="$sink0" -v b="$sink1" -v hz="$hz" -v m="$rss" -v l="$label" -v r="$r" -v ld="$(cut -d' ' -f1 /proc/loadavg)" '
     BEGIN {
       rate = n / s; hc = (u + y) * 1e6 / n; sc = (b - a) / hz * 1e6 / n
-      printf "round %s %-8s %d messages in %.2f s = %.0f msg/s; CPU per message: herald %.0f us, sink %.0f us; peak RSS %d MiB\n", r, l, n, s, rate, hc, sc, m / 1024 > "/dev/stderr"
+      printf "round %s %-8s %d messages in %.2f s = %.0f msg/s; CPU per message: herald %.0f us, sink %.0f us; peak RSS %d MiB; load average %s\n", r, l, n, s, rate, hc, sc, m / 1024, ld > "/dev/stderr"
       printf "%.1f %.1f %.1f %d\n", rate, hc, sc, m
     }' >>"$work/$label.txt"
 }
 
-for r in $(seq "$rounds"); do
-  send plain
-  send dkim HERALD_DKIM_SELECTOR=bench HERALD_DKIM_DOMAIN=ledger.example HERALD_DKIM_PRIVATE_KEY_FILE="$work/dkim.pem"
+# ceiling: one BenchmarkRSACeiling run; prints "sigs/s cpu_us_per_sig".
+ceiling() {
   HERALD_BENCH_DKIM_KEY="$work/dkim.pem" "$work/mailer.test" -test.run '^$' -test.bench '^BenchmarkRSACeiling$' \
     -test.benchtime "$CEILING_TIME" -test.cpu "$cores" >"$work/ceiling.out"
-  awk -v r="$r" '/^BenchmarkRSACeiling/ {
+  awk '/^BenchmarkRSACeiling/ {
       for (i = 1; i <= NF; i++) { if ($(i+1) == "sigs/s") s = $i; if ($(i+1) == "cpu-ns/op") c = $i }
-      printf "round %s ceiling  %.0f RSA-2048 signatures/s on all cores, %.0f us CPU per signature\n", r, s, c / 1000 > "/dev/stderr"
-      printf "%.1f %.1f\n", s, c / 1000 }' "$work/ceiling.out" >>"$work/ceiling.txt"
+      printf "%.1f %.1f\n", s, c / 1000 }' "$work/ceiling.out"
+}
+
+for r in $(seq "$rounds"); do
+  send plain
+  # The ceiling is measured just before and just after the signed send, and
+  # the two averaged, so that a change in the machine's load during the
+  # send counts on both sides of the ratio.
+  before=$(ceiling)
+  send dkim HERALD_DKIM_SELECTOR=bench HERALD_DKIM_DOMAIN=ledger.example HERALD_DKIM_PRIVATE_KEY_FILE="$work/dkim.pem"
+  after=$(ceiling)
+  echo "$before $after" | awk -v r="$r" '{
+      s = ($1 + $3) / 2; c = ($2 + $4) / 2
+      printf "round %s ceiling  %.0f RSA-2048 signatures/s on all cores (%.0f before the send, %.0f after), %.0f us CPU per signature\n", r, s, $1, $3, c > "/dev/stderr"
+      printf "%.1f %.1f\n", s, c }' >>"$work/ceiling.txt"
   # dkim.txt: rate herald_cpu sink_cpu rss; ceiling.txt: sigs/s cpu_per_sig
   paste -d' ' <(tail -1 "$work/dkim.txt") <(tail -1 "$work/ceiling.txt") |
     awk -v r="$r" '{
