@@ -13,6 +13,7 @@ import (
 	"herald/digest"
 	"herald/mailer"
 	"herald/metrics"
+	"herald/store/postgres"
 	"herald/subscribers"
 	"herald/templates"
 	"herald/web"
@@ -130,6 +131,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		Metrics:        m.Handler(),
 		SignupObserver: m,
 		SignupKey:      signupKey,
+		Limits:         signupLimits(db, logger),
 
 		// The admin API's collaborators.
 		Tokens:          newTokenService(db, logger),
@@ -467,6 +469,16 @@ func loadSignupKey(ctx context.Context, store subscribers.Store) ([]byte, error)
 		return nil, fmt.Errorf("load signup key: %w", err)
 	}
 	return key, nil
+}
+
+// signupLimits returns the signup defences' shared counts: on PostgreSQL,
+// where several instances may take signups, the database's; nil on SQLite,
+// whose one instance keeps them in process.
+func signupLimits(db database, logger *slog.Logger) web.SignupLimits {
+	if pg, ok := db.(*postgres.DB); ok {
+		return postgres.NewSignupLimits(pg, logger.With("component", "limits"))
+	}
+	return nil
 }
 
 // capitalize upper-cases the first letter of an ASCII sentence.
