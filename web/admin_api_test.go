@@ -119,7 +119,7 @@ type realHarness struct {
 	wakes  int
 }
 
-func newRealHarness(t *testing.T) *realHarness {
+func newRealHarness(t testing.TB) *realHarness {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))

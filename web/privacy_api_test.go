@@ -190,7 +190,7 @@ func (f *fakePrivacy) EraseByToken(_ context.Context, token string) error {
 
 // newPrivacyHarness is newHarness over a fake whose service has the privacy
 // side.
-func newPrivacyHarness(t *testing.T) (*harness, *fakePrivacy) {
+func newPrivacyHarness(t testing.TB) (*harness, *fakePrivacy) {
 	t.Helper()
 	h := newHarness(t)
 	fp := newFakePrivacy(h.subs)
