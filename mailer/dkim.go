@@ -285,7 +285,7 @@ func (s *DKIMSigner) Sign(msg []byte) ([]byte, error) {
 	for _, k := range keys {
 		// The last instance of a name not yet taken (section 5.4.2).
 		for i := len(fields) - 1; i >= 0; i-- {
-			if !picked[i] && strings.EqualFold(fields[i].name, k) {
+			if !picked[i] && equalFoldName(fields[i].name, k) {
 				picked[i] = true
 				scratch = appendRelaxedHeader(scratch[:0], fields[i].raw)
 				h.Write(scratch)
@@ -342,10 +342,35 @@ func (f *folder) tag(t string) {
 }
 
 // headerField is one field of a message header: its name and its raw
-// bytes, continuation lines and final CRLF included.
+// bytes, continuation lines and final CRLF included, both within the
+// message.
 type headerField struct {
-	name string
+	name []byte
 	raw  []byte
+}
+
+// equalFoldName reports whether the header field names a and b are equal
+// without regard to ASCII case (RFC 5322 names are printable ASCII).
+func equalFoldName(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // splitHeader splits msg into its header fields and its body (what follows
@@ -369,7 +394,7 @@ func splitHeader(msg []byte) ([]headerField, []byte) {
 			last.raw = last.raw[:len(last.raw)+len(line)]
 		} else {
 			name, _, _ := bytes.Cut(line, []byte(":"))
-			fields = append(fields, headerField{name: string(bytes.TrimRight(name, " \t")), raw: line})
+			fields = append(fields, headerField{name: bytes.TrimRight(name, " \t"), raw: line})
 		}
 		i = end
 	}
@@ -534,7 +559,7 @@ func (s *DKIMSigner) headerKeys(fields []headerField) []string {
 	var found [16]bool // indexes of ifPresent; it holds fewer than 16
 	for _, f := range fields {
 		for i, h := range s.ifPresent {
-			if i < len(found) && !found[i] && strings.EqualFold(f.name, h) {
+			if i < len(found) && !found[i] && equalFoldName(f.name, h) {
 				found[i] = true
 				keys = append(keys, canonicalHeaderName(h))
 			}

@@ -828,3 +828,22 @@ func FuzzCleanLine(f *testing.F) {
 		}
 	})
 }
+
+func TestEqualFoldName(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"From", "From", true},
+		{"from", "FROM", true},
+		{"List-Unsubscribe-Post", "list-unsubscribe-post", true},
+		{"From", "Fro", false},
+		{"To", "Tp", false},
+		{"X-[", "X-{", false}, // differ by 0x20 but are not letters
+		{"@", "`", false},
+	} {
+		if got := equalFoldName([]byte(tc.a), tc.b); got != tc.want {
+			t.Errorf("equalFoldName(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
