@@ -434,15 +434,15 @@ func (s *Service) IssueDataExportToken(ctx context.Context, subscriberID int64) 
 	return raw, nil
 }
 
-// dataExportable checks a data export token inside a transaction:
-// ENOTFOUND for an unknown, forged or malformed token (or a reader since
-// erased), EGONE for one used or expired.
-func (s *Service) dataExportable(tx Tx, token string) (*Subscriber, *Token, error) {
+// dataExportable checks a data export token, read through l: ENOTFOUND
+// for an unknown, forged or malformed token (or a reader since erased),
+// EGONE for one used or expired.
+func (s *Service) dataExportable(l tokenLookup, token string) (*Subscriber, *Token, error) {
 	notValid := herald.Errorf(herald.ENOTFOUND, "This download link is not valid. Please copy the whole link from the email, or ask for your data again on your preference page.")
 	if !wellFormedStored(token) {
 		return nil, nil, notValid
 	}
-	t, err := tx.TokenByHash(hashToken(token))
+	t, err := l.TokenByHash(hashToken(token))
 	if herald.IsCode(err, herald.ENOTFOUND) {
 		return nil, nil, notValid
 	} else if err != nil {
@@ -451,7 +451,7 @@ func (s *Service) dataExportable(tx Tx, token string) (*Subscriber, *Token, erro
 	if t.Purpose != PurposeDataExport {
 		return nil, nil, notValid
 	}
-	sub, err := tx.SubscriberByID(t.SubscriberID)
+	sub, err := l.SubscriberByID(t.SubscriberID)
 	if herald.IsCode(err, herald.ENOTFOUND) {
 		return nil, nil, notValid
 	} else if err != nil {
@@ -468,14 +468,9 @@ func (s *Service) dataExportable(tx Tx, token string) (*Subscriber, *Token, erro
 
 // CheckDataExportToken looks a data export token up without changing
 // anything: ENOTFOUND for an unknown or forged token, EGONE for one used or
-// expired.
+// expired. Like CheckConfirmToken, it takes no write transaction.
 func (s *Service) CheckDataExportToken(ctx context.Context, token string) (*Subscriber, error) {
-	var sub *Subscriber
-	err := s.store.Update(ctx, func(tx Tx) error {
-		var err error
-		sub, _, err = s.dataExportable(tx, token)
-		return err
-	})
+	sub, _, err := s.dataExportable(readLookup{ctx, s.store}, token)
 	return sub, err
 }
 

@@ -292,24 +292,40 @@ func (s *Service) checkNewsletters(ids []string) ([]string, error) {
 
 // CheckConfirmToken looks a confirmation token up without changing anything.
 // It returns ENOTFOUND for an unknown, forged or malformed token and EGONE
-// for one that has expired or was already used.
+// for one that has expired or was already used. It reads outside any write
+// transaction: mail scanners fetch links ahead of the reader, and the check
+// must not queue behind (or hold up) the signups for the one writer.
 func (s *Service) CheckConfirmToken(ctx context.Context, token string) (*Subscriber, error) {
-	var sub *Subscriber
-	err := s.store.Update(ctx, func(tx Tx) error {
-		var err error
-		sub, _, err = s.confirmable(tx, token)
-		return err
-	})
+	sub, _, err := s.confirmable(readLookup{ctx, s.store}, token)
 	return sub, err
 }
 
-// confirmable checks a confirmation token inside a transaction.
-func (s *Service) confirmable(tx Tx, token string) (*Subscriber, *Token, error) {
+// tokenLookup is what checking a stored token reads: a write transaction
+// (Tx) when the token is about to be spent, readLookup when it is only
+// checked.
+type tokenLookup interface {
+	TokenByHash(hash []byte) (*Token, error)
+	SubscriberByID(id int64) (*Subscriber, error)
+}
+
+// readLookup reads tokens and subscribers outside any write transaction.
+type readLookup struct {
+	ctx   context.Context
+	store Store
+}
+
+func (r readLookup) TokenByHash(hash []byte) (*Token, error) { return r.store.FindToken(r.ctx, hash) }
+func (r readLookup) SubscriberByID(id int64) (*Subscriber, error) {
+	return r.store.FindSubscriberByID(r.ctx, id)
+}
+
+// confirmable checks a confirmation token, read through l.
+func (s *Service) confirmable(l tokenLookup, token string) (*Subscriber, *Token, error) {
 	notValid := herald.Errorf(herald.ENOTFOUND, "This confirmation link is not valid. Please copy the whole link from the email, or sign up again.")
 	if !wellFormedStored(token) {
 		return nil, nil, notValid
 	}
-	t, err := tx.TokenByHash(hashToken(token))
+	t, err := l.TokenByHash(hashToken(token))
 	if herald.IsCode(err, herald.ENOTFOUND) {
 		return nil, nil, notValid
 	} else if err != nil {
@@ -318,7 +334,7 @@ func (s *Service) confirmable(tx Tx, token string) (*Subscriber, *Token, error) 
 	if t.Purpose != PurposeConfirm {
 		return nil, nil, notValid
 	}
-	sub, err := tx.SubscriberByID(t.SubscriberID)
+	sub, err := l.SubscriberByID(t.SubscriberID)
 	if herald.IsCode(err, herald.ENOTFOUND) {
 		return nil, nil, notValid
 	} else if err != nil {

@@ -247,6 +247,22 @@ func TestConfirmTokens(t *testing.T) {
 	if s := e.subscriber(t, "reader@example.org"); s.Status != subscribers.StatusPending {
 		t.Fatalf("status after check = %s, want pending", s.Status)
 	}
+	// Nor does it wait for the writer: it answers while a write
+	// transaction is open (through the writer it would wait for this one
+	// until its context ended). fn runs on the store's goroutine, so it only
+	// records.
+	var checkErr error
+	if err := e.db.Update(ctx, func(subscribers.Tx) error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, checkErr = e.svc.CheckConfirmToken(cctx, tok)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if checkErr != nil {
+		t.Fatalf("check during a write transaction: %v", checkErr)
+	}
 
 	forged := strings.Repeat("A", len(tok))
 	for _, bad := range []string{forged, "", "short", tok + "x", "../../etc/passwd"} {

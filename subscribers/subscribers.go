@@ -144,6 +144,9 @@ type Store interface {
 
 	// FindSubscriberByID returns one subscriber, or ENOTFOUND.
 	FindSubscriberByID(ctx context.Context, id int64) (*Subscriber, error)
+	// FindToken returns the stored token with that hash, or ENOTFOUND,
+	// without a write transaction (checking a link changes nothing).
+	FindToken(ctx context.Context, hash []byte) (*Token, error)
 	// FindSubscribers returns subscribers matching f, ordered by id.
 	FindSubscribers(ctx context.Context, f Filter) ([]*Subscriber, error)
 	// EachSubscriber streams every subscriber, ordered by id, calling fn for

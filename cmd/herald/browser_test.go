@@ -207,7 +207,9 @@ func TestBrowserSignupToDigest(t *testing.T) {
 
 // TestBrowserPreferences: a reader changes their newsletters on the
 // preference page reached through their welcome email's link, in a real
-// browser, then leaves with "Unsubscribe from everything". The page's CSP
+// browser; unsubscribes through the email's unsubscribe link and comes
+// back with the "Resubscribe" button on the page that follows; then
+// leaves with "Unsubscribe from everything". The pages' CSP
 // allows no script at all, so this is the page working without
 // JavaScript: plain form posts carrying the form token the page wrote and
 // whatever Chromium adds to them (Sec-Fetch-Site; Origin: null, since the
@@ -221,8 +223,9 @@ func TestBrowserPreferences(t *testing.T) {
 	h.subscribeConfirmed(t, relay, reader, "daily", "weekly")
 	welcome := relay.waitFor(t, reader, "Welcome")
 	link := regexp.MustCompile(regexp.QuoteMeta(h.base) + `/preferences/[A-Za-z0-9_-]+`).FindString(welcome.Text)
-	if link == "" {
-		t.Fatalf("no preference link in the welcome:\n%s", welcome.Text)
+	unsubscribe := regexp.MustCompile(regexp.QuoteMeta(h.base) + `/unsubscribe/[A-Za-z0-9_-]+`).FindString(welcome.Text)
+	if link == "" || unsubscribe == "" {
+		t.Fatalf("no preference or unsubscribe link in the welcome:\n%s", welcome.Text)
 	}
 
 	b.do("change preferences",
@@ -236,6 +239,17 @@ func TestBrowserPreferences(t *testing.T) {
 	)
 	if got := h.adminNewsletters(t, reader); got != "daily" {
 		b.fail("change preferences", fmt.Errorf("after saving, the reader's newsletters are %q, want daily", got))
+	}
+
+	b.do("unsubscribe and come back",
+		chromedp.Navigate(unsubscribe),
+		chromedp.Click(chromedp.CSS("main form button[type=submit]")),
+		chromedp.WaitVisible(`//h1[contains(., "You have been unsubscribed")]`),
+		chromedp.Click(`//button[contains(., "Resubscribe")]`),
+		chromedp.WaitVisible(`//*[@role="status"][contains(., "Your preferences are saved.")]`),
+	)
+	if st, got := h.adminStatus(t, reader), h.adminNewsletters(t, reader); st != "active" || got != "daily" {
+		b.fail("unsubscribe and come back", fmt.Errorf("after resubscribing, the reader is %s with %q, want active with daily", st, got))
 	}
 
 	b.do("leave",

@@ -410,16 +410,35 @@ func (t *tx) CreateToken(tok subscribers.Token) error {
 
 // TokenByHash returns the token with that hash, or ENOTFOUND.
 func (t *tx) TokenByHash(hash []byte) (*subscribers.Token, error) {
+	tok, err := scanToken(t.tx.QueryRow(t.ctx, tokenByHash, hash))
+	if err != nil {
+		return nil, translate(err, "token by hash", "token")
+	}
+	return tok, nil
+}
+
+// FindToken returns the token with that hash, or ENOTFOUND, outside any
+// transaction: checking a link (the GET of a confirmation link, which mail
+// scanners fetch ahead of the reader) takes no write transaction.
+func (db *DB) FindToken(ctx context.Context, hash []byte) (*subscribers.Token, error) {
+	tok, err := scanToken(db.pool.QueryRow(ctx, tokenByHash, hash))
+	if err != nil {
+		return nil, translate(err, "find token", "token")
+	}
+	return tok, nil
+}
+
+const tokenByHash = `SELECT hash, subscriber_id, purpose, created_at, expires_at, used_at
+    FROM tokens WHERE hash = $1`
+
+func scanToken(row pgx.Row) (*subscribers.Token, error) {
 	var (
 		tok                    subscribers.Token
 		purpose                string
 		created, expires, used pgtype.Timestamptz
 	)
-	err := t.tx.QueryRow(t.ctx, `SELECT hash, subscriber_id, purpose, created_at, expires_at, used_at
-        FROM tokens WHERE hash = $1`, hash).
-		Scan(&tok.Hash, &tok.SubscriberID, &purpose, &created, &expires, &used)
-	if err != nil {
-		return nil, translate(err, "token by hash", "token")
+	if err := row.Scan(&tok.Hash, &tok.SubscriberID, &purpose, &created, &expires, &used); err != nil {
+		return nil, err
 	}
 	tok.Purpose = subscribers.Purpose(purpose)
 	tok.CreatedAt = decTime(created)

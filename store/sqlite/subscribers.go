@@ -390,16 +390,35 @@ func (t *tx) CreateToken(tok subscribers.Token) error {
 
 // TokenByHash returns the token with that hash, or ENOTFOUND.
 func (t *tx) TokenByHash(hash []byte) (*subscribers.Token, error) {
+	tok, err := scanToken(t.tx.QueryRowContext(t.ctx, tokenByHash, hash))
+	if err != nil {
+		return nil, translate(err, "token by hash", "token")
+	}
+	return tok, nil
+}
+
+// FindToken returns the token with that hash, or ENOTFOUND, read on a read
+// connection: checking a link (the GET of a confirmation link, which mail
+// scanners fetch ahead of the reader) never waits for the writer.
+func (db *DB) FindToken(ctx context.Context, hash []byte) (*subscribers.Token, error) {
+	tok, err := scanToken(db.reader.QueryRowContext(ctx, tokenByHash, hash))
+	if err != nil {
+		return nil, translate(err, "find token", "token")
+	}
+	return tok, nil
+}
+
+const tokenByHash = `SELECT hash, subscriber_id, purpose, created_at, expires_at, used_at
+    FROM tokens WHERE hash = ?`
+
+func scanToken(row scanner) (*subscribers.Token, error) {
 	var (
 		tok                    subscribers.Token
 		purpose                string
 		created, expires, used sql.NullInt64
 	)
-	err := t.tx.QueryRowContext(t.ctx, `SELECT hash, subscriber_id, purpose, created_at, expires_at, used_at
-        FROM tokens WHERE hash = ?`, hash).
-		Scan(&tok.Hash, &tok.SubscriberID, &purpose, &created, &expires, &used)
-	if err != nil {
-		return nil, translate(err, "token by hash", "token")
+	if err := row.Scan(&tok.Hash, &tok.SubscriberID, &purpose, &created, &expires, &used); err != nil {
+		return nil, err
 	}
 	tok.Purpose = subscribers.Purpose(purpose)
 	tok.CreatedAt = decTime(created)

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Consent", testConsent},
 		{"Events", testEvents},
 		{"Tokens", testTokens},
+		{"FindToken", testFindToken},
 		{"Secret", testSecret},
 		{"UpdateRollback", testUpdateRollback},
 		{"Enqueue", testEnqueue},
@@ -612,6 +613,68 @@ func testTokens(t *testing.T, s Store) {
 	wantCode(t, err, herald.ENOTFOUND)
 	err = s.Update(t.Context(), func(tx subscribers.Tx) error { return tx.UseToken([]byte("nope"), base()) })
 	wantCode(t, err, herald.ENOTFOUND)
+}
+
+// FindToken reads a token outside any write transaction: it sees what is
+// committed, and answers while a write transaction is open (checking a
+// link must not wait for the writer).
+func testFindToken(t *testing.T, s Store) {
+	sub := create(t, s, newSubscriber("find-tok@example.org", subscribers.StatusPending))[0]
+	hash := bytes.Repeat([]byte{0xcd, 0x01}, 16)
+	tok := subscribers.Token{
+		Hash: hash, SubscriberID: sub.ID, Purpose: subscribers.PurposeConfirm,
+		CreatedAt: base(), ExpiresAt: at(48 * time.Hour),
+	}
+	update(t, s, func(tx subscribers.Tx) error { return tx.CreateToken(tok) })
+	check := func(t *testing.T, ctx context.Context, want subscribers.Token) {
+		t.Helper()
+		got, err := s.FindToken(ctx, hash)
+		if err != nil {
+			t.Fatalf("FindToken: %v", err)
+		}
+		if !bytes.Equal(got.Hash, want.Hash) || got.SubscriberID != want.SubscriberID || got.Purpose != want.Purpose ||
+			!got.CreatedAt.Equal(want.CreatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) || !got.UsedAt.Equal(want.UsedAt) {
+			t.Fatalf("FindToken\n got %+v\nwant %+v", got, want)
+		}
+	}
+	check(t, t.Context(), tok)
+	update(t, s, func(tx subscribers.Tx) error { return tx.UseToken(hash, at(time.Hour)) })
+	used := tok
+	used.UsedAt = at(time.Hour)
+	check(t, t.Context(), used)
+
+	_, err := s.FindToken(t.Context(), hash[:len(hash)-1])
+	wantCode(t, err, herald.ENOTFOUND)
+
+	// Inside an open write transaction: the committed token is found at
+	// once, the one this transaction has written but not committed is not.
+	// (A look-up that needed the writer would wait for this transaction
+	// until ctx ends.)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// fn may run on the engine's own goroutine: it only records, the test
+	// goroutine checks.
+	other := bytes.Repeat([]byte{0xcd, 0x02}, 16)
+	var (
+		inside            *subscribers.Token
+		insideErr, uncErr error
+	)
+	update(t, s, func(tx subscribers.Tx) error {
+		if err := tx.CreateToken(subscribers.Token{Hash: other, SubscriberID: sub.ID, Purpose: subscribers.PurposeConfirm,
+			CreatedAt: base(), ExpiresAt: at(time.Hour)}); err != nil {
+			return err
+		}
+		inside, insideErr = s.FindToken(ctx, hash)
+		_, uncErr = s.FindToken(ctx, other)
+		return nil
+	})
+	if insideErr != nil || !inside.UsedAt.Equal(used.UsedAt) {
+		t.Fatalf("FindToken during a write transaction = %+v, %v; want the committed token", inside, insideErr)
+	}
+	wantCode(t, uncErr, herald.ENOTFOUND)
+	if got, err := s.FindToken(ctx, other); err != nil || got.SubscriberID != sub.ID {
+		t.Errorf("FindToken after the commit = %+v, %v", got, err)
+	}
 }
 
 func testSecret(t *testing.T, s Store) {
