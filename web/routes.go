@@ -16,6 +16,9 @@ func (s *Server) registerRoutes() {
 	e.GET("/unsubscribe/:token", s.handleUnsubscribePage)
 	e.POST("/unsubscribe/:token", s.handleUnsubscribe) // also the RFC 8058 one-click target
 
+	// The reader's pages: a signed token in the path, no cookie. Every
+	// POST below carries a form token from the page (formtoken.go); the
+	// one-click POST /unsubscribe above must not need one.
 	e.GET("/preferences/:token", s.handlePreferencesPage)
 	e.POST("/preferences/:token", s.handlePreferences)
 	e.POST("/preferences/:token/export", s.handleDataRequest) // emails a link to GET /data/{token}
