@@ -2,6 +2,7 @@ package web
 
 import (
 	"html"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -275,5 +276,23 @@ func TestResubscribeOfferCarriesFormToken(t *testing.T) {
 	tok := formTokenIn(t, rec.Body.String())
 	if got := checkFormToken(h.srv.formKey, formPreferences, "prefs-7", tok, h.srv.now()); got != formOK {
 		t.Errorf("the offer's token %q does not pass for its preference page: %d", tok, got)
+	}
+}
+
+// TestReaderFormMultipart: a form sent as multipart/form-data carries its
+// token the same way.
+func TestReaderFormMultipart(t *testing.T) {
+	h := prefsHarness(t)
+	var b strings.Builder
+	mw := multipart.NewWriter(&b)
+	_ = mw.WriteField("newsletters", "weekly")
+	_ = mw.WriteField("pause", "none")
+	_ = mw.WriteField(fieldFormToken, h.srv.readerFormToken(formPreferences, tokGood))
+	_ = mw.Close()
+	rec := h.do(t, http.MethodPost, "/preferences/"+tokGood, mw.FormDataContentType(), strings.NewReader(b.String()))
+	wantStatus(t, rec, http.StatusOK)
+	wantBody(t, rec, noticeSaved)
+	if len(h.subs.prefs) != 1 || strings.Join(h.subs.prefs[0].Newsletters, ",") != "weekly" {
+		t.Errorf("updates = %+v", h.subs.prefs)
 	}
 }
