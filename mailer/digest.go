@@ -692,6 +692,20 @@ func joinPieces(ps []digestPiece, size int, vals *[numSlots]string) string {
 // its Validate (so WriteTo and every transport) fails with the reason,
 // which wraps ErrInvalidEmail.
 func (t *DigestTemplate) Email(r DigestReader, date time.Time) *Email {
+	return t.email(r, date, true)
+}
+
+// Message is Email for a transport: the same message, encoded the same
+// way, without the decoded Text and HTML (about 15 KB a reader that only
+// previews and tests read), so that sending a digest costs a splice and
+// nothing more. Text and HTML stay empty; should another field be changed
+// afterwards, AppendTo decodes them from the template and encodes the
+// message afresh, as it would an Email's.
+func (t *DigestTemplate) Message(r DigestReader, date time.Time) *Email {
+	return t.email(r, date, false)
+}
+
+func (t *DigestTemplate) email(r DigestReader, date time.Time, decoded bool) *Email {
 	e := &Email{
 		FromName:  t.fromName,
 		From:      t.from,
@@ -708,11 +722,13 @@ func (t *DigestTemplate) Email(r DigestReader, date time.Time) *Email {
 	}
 	body := t.body(v.name)
 	e.ToName = v.name
-	e.Text = joinPieces(body.text, body.textLen, &v.text)
-	e.HTML = joinPieces(body.html, body.htmlLen, &v.html)
+	if decoded {
+		e.Text = joinPieces(body.text, body.textLen, &v.text)
+		e.HTML = joinPieces(body.html, body.htmlLen, &v.html)
+	}
 	e.Headers = append(make([]Header, 0, 3), Header{Name: "List-Unsubscribe", Value: "<" + r.UnsubscribeURL + ">"})
 	e.Headers = append(e.Headers, t.staticHeaders()...)
-	e.splice = &digestSplice{t: t, r: r, v: v, want: *e}
+	e.splice = &digestSplice{t: t, r: r, v: v, want: *e, lean: !decoded}
 	e.splice.want.Headers = slices.Clone(e.Headers)
 	return e
 }
@@ -723,6 +739,19 @@ type digestSplice struct {
 	r    DigestReader
 	v    readerValues
 	want Email // the fields as DigestTemplate.Email set them
+	lean bool  // made by Message: the body is only in the template
+}
+
+// decoded returns a copy of e with the decoded Text and HTML of the
+// reader's digest, for an Email from Message whose fields were changed
+// since, which must then be encoded afresh.
+func (s *digestSplice) decoded(e *Email) *Email {
+	c := *e
+	c.splice = nil
+	body := s.t.body(s.v.name)
+	c.Text = joinPieces(body.text, body.textLen, &s.v.text)
+	c.HTML = joinPieces(body.html, body.htmlLen, &s.v.html)
+	return &c
 }
 
 // matches reports whether e still holds what DigestTemplate.Email put

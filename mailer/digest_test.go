@@ -327,6 +327,18 @@ func TestDigestSpliceEquivalence(t *testing.T) {
 			if got := encode(t, e); !bytes.Equal(got, spliced) {
 				t.Error("Email.WriteTo differs from DigestTemplate.AppendTo")
 			}
+			// Through Message (what the delivery engine sends): the same
+			// bytes, without the decoded parts.
+			m := dt.Message(r, sendDate)
+			if err := m.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if m.Text != "" || m.HTML != "" {
+				t.Error("Message decoded the parts")
+			}
+			if got := encode(t, m); !bytes.Equal(got, spliced) {
+				t.Error("Message's WriteTo differs from DigestTemplate.AppendTo")
+			}
 			// The reference: rendered for this reader without
 			// placeholders, encoded without splicing.
 			ref := referenceDigest(t, c, dt, d, r)
@@ -480,6 +492,37 @@ func TestDigestEmailChanged(t *testing.T) {
 		if !bytes.Equal(got, encode(t, &cp)) {
 			t.Error("a changed Email was not encoded from its fields")
 		}
+	}
+}
+
+// TestDigestMessageChanged checks that a Message (no decoded parts) whose
+// fields change afterwards is encoded afresh from them, with the reader's
+// text and HTML, exactly as an Email changed the same way.
+func TestDigestMessageChanged(t *testing.T) {
+	dt := prepare(t, testComposer(t))
+	for i, mutate := range []func(e *Email){
+		func(e *Email) { e.Subject = "Changed subject" },
+		func(e *Email) { e.To = "other@example.org" },
+		func(e *Email) { e.Date = e.Date.Add(time.Hour) },
+		func(e *Email) { e.Headers[0].Value = "<https://herald.passblue.example/unsubscribe/other>" },
+		func(e *Email) { e.Headers = append(e.Headers, Header{Name: "X-Extra", Value: "1"}) },
+	} {
+		m, e := dt.Message(testReader(), sendDate), dt.Email(testReader(), sendDate)
+		mutate(m)
+		mutate(e)
+		cp := *e
+		cp.splice = nil
+		want := encode(t, &cp)
+		if got := encode(t, m); !bytes.Equal(got, want) {
+			t.Errorf("change %d: a changed Message was not encoded from its fields and the reader's parts", i)
+		}
+		if m.Text != "" || m.HTML != "" {
+			t.Errorf("change %d: encoding changed the Message's fields", i)
+		}
+	}
+	bad := dt.Message(DigestReader{MessageID: "x@y", To: "not an address"}, sendDate)
+	if err := bad.Validate(); !errors.Is(err, ErrInvalidEmail) {
+		t.Errorf("Message for an invalid reader: Validate = %v, want ErrInvalidEmail", err)
 	}
 }
 

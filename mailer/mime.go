@@ -62,6 +62,9 @@ func (e *Email) sizeHint() int {
 	// Quoted-printable grows ASCII text by a few percent (soft breaks,
 	// escaped '='); non-ASCII bytes triple.
 	n += len(e.Text) + len(e.Text)/8 + len(e.HTML) + len(e.HTML)/8
+	if e.splice != nil && e.splice.lean {
+		n += e.splice.t.body(e.splice.v.name).encLen
+	}
 	return n
 }
 
@@ -81,6 +84,9 @@ func (e *Email) AppendTo(dst []byte) ([]byte, error) {
 	}
 	if e.splice != nil && e.splice.matches(e) {
 		return e.splice.appendTo(dst), nil
+	}
+	if e.splice != nil && e.splice.lean && e.Text == "" && e.HTML == "" {
+		return e.splice.decoded(e).AppendTo(dst)
 	}
 	b := dst
 
@@ -205,7 +211,7 @@ func (e *Email) Validate() error {
 	if e.Date.IsZero() {
 		return invalidf("missing Date")
 	}
-	if e.Text == "" && e.HTML == "" {
+	if e.Text == "" && e.HTML == "" && (e.splice == nil || !e.splice.lean) {
 		return invalidf("no body")
 	}
 	for _, h := range e.Headers {
