@@ -23,7 +23,18 @@ type Job struct {
 	CreatedAt        time.Time
 	Email            string
 	Name             string
-	SubscriberStatus string
+	SubscriberStatus string // "" when the recipient no longer exists
+	// PausedUntil is the end of the recipient's pause, zero when none (it
+	// may lie in the past).
+	PausedUntil time.Time
+	// InNewsletter reports, for a message of an issue, whether the
+	// recipient still takes the issue's newsletter; false for a message of
+	// no issue.
+	InNewsletter bool
+	// Prepared is what a BatchPreparer recorded for this job when its
+	// batch was claimed; nil otherwise. The engine and the stores leave it
+	// alone.
+	Prepared any
 }
 
 // Outcome is how a message settles.
@@ -64,7 +75,9 @@ type Store interface {
 	// ClaimMessages leases up to limit messages that are due (queued with
 	// next_attempt_at <= now, or sending with an expired lease) to owner until
 	// now+lease, increments their attempt count and returns them joined with
-	// their recipients, transactional (lower priority) first.
+	// their recipients (address, name, status, pause, and whether they still
+	// take the newsletter of the message's issue), transactional (lower
+	// priority) first.
 	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Job, error)
 	// SettleMessages records the results in one transaction. Only rows still
 	// leased by owner are changed. OutcomeBounced also sets the subscriber's
@@ -78,6 +91,16 @@ type Store interface {
 // ErrCancel when the message should no longer be sent.
 type Renderer interface {
 	Render(ctx context.Context, job Job) (*mailer.Email, error)
+}
+
+// BatchPreparer is a Renderer that looks up at once, for a whole claimed
+// batch, what it would otherwise look up once per message (the suppression
+// list). The engine calls PrepareBatch with each batch it claims, before
+// any of its jobs is handed to a worker; PrepareBatch may set the jobs'
+// Prepared fields, which Render then receives. An error is logged and the
+// batch goes out unprepared (Render must then look for itself).
+type BatchPreparer interface {
+	PrepareBatch(ctx context.Context, jobs []Job) error
 }
 
 // ErrCancel, wrapped by a Renderer, settles a job as cancelled.

@@ -128,6 +128,11 @@ type Stats struct {
 	Bounced   int64
 	Cancelled int64
 	Released  int64 // claimed but handed back unattempted
+	// Settled counts the messages whose final outcome (sent, failed,
+	// bounced or cancelled) the store has recorded: unlike Sent and the
+	// others, which count attempts as they end, it moves only once a
+	// settle has committed.
+	Settled int64
 	// PausedUntil is the end of the current pool-wide pause, or zero.
 	PausedUntil time.Time
 }
@@ -149,7 +154,7 @@ type Engine struct {
 	domains   *domainLimiter // nil: no per-domain limit
 	waitUntil func(ctx context.Context, until time.Time) error
 
-	claimed, sent, retried, failed, bounced, cancelled, released atomic.Int64
+	claimed, sent, retried, failed, bounced, cancelled, released, settled atomic.Int64
 
 	mu    sync.Mutex // guards pause
 	pause circuit
@@ -198,6 +203,7 @@ func (e *Engine) Stats() Stats {
 		Bounced:   e.bounced.Load(),
 		Cancelled: e.cancelled.Load(),
 		Released:  e.released.Load(),
+		Settled:   e.settled.Load(),
 	}
 	if paused {
 		s.PausedUntil = until
@@ -290,6 +296,7 @@ func (e *Engine) claimLoop(ctx context.Context, batches chan<- claimedBatch) {
 				}
 			} else {
 				e.claimed.Add(int64(len(batch)))
+				e.prepare(ctx, batch)
 				if len(batch) > 0 {
 					// The dispatcher always takes it, releasing its jobs
 					// once ctx is done.
@@ -336,6 +343,24 @@ func (e *Engine) render(ctx context.Context, j Job) (email *mailer.Email, err er
 		}
 	}()
 	return e.renderer.Render(ctx, j)
+}
+
+// prepare hands a claimed batch to the renderer's PrepareBatch, if it has
+// one. A failure (or a panic) leaves the rest of the batch unprepared, which
+// only costs each job its own lookups.
+func (e *Engine) prepare(ctx context.Context, batch []Job) {
+	p, ok := e.renderer.(BatchPreparer)
+	if !ok || len(batch) == 0 {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("prepare claimed batch panicked", "count", len(batch), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	if err := p.PrepareBatch(ctx, batch); err != nil && ctx.Err() == nil {
+		e.log.Warn("prepare claimed batch", "count", len(batch), "error", err)
+	}
 }
 
 // mayStart reports whether j may start at now, or returns the Result that
@@ -560,5 +585,15 @@ func (e *Engine) flush(ctx context.Context, buf []Result) ([]Result, bool) {
 func (e *Engine) settle(ctx context.Context, results []Result) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-	return e.store.SettleMessages(sctx, e.cfg.Owner, results)
+	if err := e.store.SettleMessages(sctx, e.cfg.Owner, results); err != nil {
+		return err
+	}
+	final := 0
+	for i := range results {
+		if o := results[i].Outcome; o != OutcomeRetry && o != OutcomeRelease {
+			final++
+		}
+	}
+	e.settled.Add(int64(final))
+	return nil
 }

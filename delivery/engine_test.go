@@ -57,7 +57,8 @@ func TestRunSettlesEachOutcome(t *testing.T) {
 		t.Errorf("bounce reason = %q, want the reply without the address", got)
 	}
 
-	wantStats := Stats{Claimed: 5, Sent: 1, Retried: 1, Failed: 1, Bounced: 1, Cancelled: 1}
+	// Settled counts the final outcomes once recorded: not the retry.
+	wantStats := Stats{Claimed: 5, Sent: 1, Retried: 1, Failed: 1, Bounced: 1, Cancelled: 1, Settled: 4}
 	if got := e.Stats(); got != wantStats {
 		t.Errorf("Stats = %+v, want %+v", got, wantStats)
 	}

@@ -219,6 +219,57 @@ func (s *Service) IsSuppressed(ctx context.Context, email string) (bool, error) 
 	return false, fmt.Errorf("is suppressed: %w", err)
 }
 
+// suppressedHashesFinder is a store that checks many suppression hashes
+// in one query (both of Herald's stores are).
+type suppressedHashesFinder interface {
+	// SuppressedHashes returns those of hashes that are on the list.
+	SuppressedHashes(ctx context.Context, hashes [][]byte) ([][]byte, error)
+}
+
+// SuppressedAmong reports, for each of emails, whether the address is on
+// the suppression list, as IsSuppressed does one at a time: with a single
+// query when the store can, so that the delivery engine checks a claimed
+// batch at once. An address NormalizeAddress refuses is not suppressed.
+func (s *Service) SuppressedAmong(ctx context.Context, emails []string) ([]bool, error) {
+	out := make([]bool, len(emails))
+	if s.privacy == nil || len(emails) == 0 {
+		return out, nil
+	}
+	finder, ok := s.privacy.(suppressedHashesFinder)
+	if !ok {
+		for i, e := range emails {
+			var err error
+			if out[i], err = s.IsSuppressed(ctx, e); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	hashes := make([][]byte, 0, len(emails))
+	idx := make(map[string][]int, len(emails)) // hash -> positions in emails
+	for i, e := range emails {
+		addr, err := NormalizeAddress(e)
+		if err != nil {
+			continue
+		}
+		h := s.addressHash(addr)
+		if _, seen := idx[string(h)]; !seen {
+			hashes = append(hashes, h)
+		}
+		idx[string(h)] = append(idx[string(h)], i)
+	}
+	found, err := finder.SuppressedHashes(ctx, hashes)
+	if err != nil {
+		return nil, fmt.Errorf("suppressed among: %w", err)
+	}
+	for _, h := range found {
+		for _, i := range idx[string(h)] {
+			out[i] = true
+		}
+	}
+	return out, nil
+}
+
 // Suppressions returns up to limit entries of the suppression list whose
 // hashes sort after afterHash (nil: from the start), in hash order.
 func (s *Service) Suppressions(ctx context.Context, afterHash []byte, limit int) ([]Suppression, error) {

@@ -64,7 +64,7 @@ type adminHarness struct {
 	log    *syncBuffer
 }
 
-func newAdminHarness(t *testing.T) *adminHarness {
+func newAdminHarness(t testing.TB) *adminHarness {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()

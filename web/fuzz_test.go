@@ -2,9 +2,12 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +123,45 @@ func FuzzAdminJSON(f *testing.F) {
 		}
 		if rec.Code >= 400 && !strings.Contains(rec.Body.String(), `"error"`) {
 			t.Fatalf("%s %s %q: %d without a JSON error: %s", r.method, r.path, body, rec.Code, rec.Body.String())
+		}
+	})
+}
+
+// FuzzAdminLogin posts arbitrary bodies to the public sign-in form, each
+// from its own address so the attempt limit does not end the run early:
+// never a server error, a session only for the right password or token,
+// and a redirect only ever to Herald's own admin pages (no open redirect
+// through next, however it is spelled).
+func FuzzAdminLogin(f *testing.F) {
+	h := newAdminHarness(f)
+	f.Add("password=" + url.QueryEscape(adminPassword) + "&next=%2Fadmin%2Fsubscribers%3Fq%3Dx")
+	f.Add("password=" + url.QueryEscape(adminPassword) + "&next=%2F%2Fevil.example%2Fadmin")
+	f.Add("password=" + url.QueryEscape(adminPassword) + "&next=%2Fadmin%5C%2Fevil.example")
+	f.Add("password=" + url.QueryEscape(adminPassword) + "&next=https%3A%2F%2Fevil.example&carried_form=e30")
+	f.Add("token=s3cret-admin-token&next=%2Fadmin%2F..%2F%2Fevil.example")
+	f.Add("password=wrong&carried_form=AAAA.BBBB")
+	f.Add("password=&token=")
+	var n atomic.Uint32
+	f.Fuzz(func(t *testing.T, body string) {
+		i := n.Add(1)
+		req := httptest.NewRequest(http.MethodPost, "/admin/login", strings.NewReader(body))
+		req.Header.Set("Content-Type", formType)
+		req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:1234", byte(i>>16), byte(i>>8), byte(i))
+		rec := httptest.NewRecorder()
+		h.srv.Handler().ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%q: status %d", body, rec.Code)
+		}
+		if loc := rec.Header().Get("Location"); loc != "" {
+			u, err := url.Parse(loc)
+			if err != nil || u.Scheme != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/admin") || strings.HasPrefix(loc, "//") {
+				t.Fatalf("%q: redirected to %q", body, loc)
+			}
+		}
+		v, _ := url.ParseQuery(body)
+		right := v.Get("password") == adminPassword || strings.TrimSpace(v.Get("token")) == "s3cret-admin-token"
+		if strings.Contains(rec.Header().Get("Set-Cookie"), adminCookie+"=") && !right {
+			t.Fatalf("%q: a session without the password or token", body)
 		}
 	})
 }

@@ -182,7 +182,7 @@ type renderer struct {
 	feedback *feedbackWiring
 }
 
-var _ delivery.Renderer = (*renderer)(nil)
+var _ delivery.BatchPreparer = (*renderer)(nil)
 
 // digestSource is what the renderer needs of the digest service.
 type digestSource interface {
@@ -221,19 +221,68 @@ func newRenderer(cfg *Config, subs *subscribers.Service, store subscribers.Store
 		digests: digests, editions: newEditionCache(editionCacheSize), zones: zones, feedback: newFeedbackWiring(cfg, store)}
 }
 
+// batchChecks is what PrepareBatch learnt about one job (Job.Prepared).
+type batchChecks struct {
+	suppressed bool // the address is on the suppression list
+}
+
+// PrepareBatch checks the addresses of a claimed batch against the
+// suppression list in one query, so that Render need not look up each. An
+// address suppressed after this check and before its message is sent still
+// gets it, as one suppressed while its message was on the wire would.
+func (r *renderer) PrepareBatch(ctx context.Context, jobs []delivery.Job) error {
+	emails := make([]string, len(jobs))
+	for i := range jobs {
+		emails[i] = jobs[i].Email
+	}
+	suppressed, err := r.subs.SuppressedAmong(ctx, emails)
+	if err != nil {
+		return err
+	}
+	for i := range jobs {
+		jobs[i].Prepared = batchChecks{suppressed: suppressed[i]}
+	}
+	return nil
+}
+
+// suppressed reports whether the job's address is on the suppression list,
+// from PrepareBatch's check when there was one.
+func (r *renderer) suppressed(ctx context.Context, job delivery.Job, email string) (bool, error) {
+	if c, ok := job.Prepared.(batchChecks); ok && email == job.Email {
+		return c.suppressed, nil
+	}
+	return r.subs.IsSuppressed(ctx, email)
+}
+
 // Render composes job's email. A confirmation for a reader who is neither
 // pending nor unsubscribed, a data export for a reader whose address
 // bounced, any other email for a reader who is not active, any email to an
 // address on the suppression list and any email to a reader who has been
 // erased are cancelled (delivery.ErrCancel).
+//
+// A digest is rendered from what the claim read with the job (the reader's
+// address, name, status, pause and newsletters) and the batch's suppression
+// check, without a query of its own; other kinds read the reader again.
 func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email, error) {
+	if job.Kind == digest.KindDigest {
+		if job.SubscriberStatus == "" {
+			return nil, fmt.Errorf("subscriber %d no longer exists: %w", job.SubscriberID, delivery.ErrCancel)
+		}
+		if suppressed, err := r.suppressed(ctx, job, job.Email); err != nil {
+			return nil, fmt.Errorf("render %s for subscriber %d: %w", job.Kind, job.SubscriberID, err)
+		} else if suppressed {
+			return nil, fmt.Errorf("%s for an address on the suppression list: %w", job.Kind, delivery.ErrCancel)
+		}
+		e, err := r.renderDigest(ctx, job)
+		return r.feedback.finish(ctx, job, e, err)
+	}
 	sub, err := r.store.FindSubscriberByID(ctx, job.SubscriberID)
 	if herald.IsCode(err, herald.ENOTFOUND) {
 		return nil, fmt.Errorf("subscriber %d no longer exists: %w", job.SubscriberID, delivery.ErrCancel)
 	} else if err != nil {
 		return nil, fmt.Errorf("render %s for subscriber %d: %w", job.Kind, job.SubscriberID, err)
 	}
-	if suppressed, err := r.subs.IsSuppressed(ctx, sub.Email); err != nil {
+	if suppressed, err := r.suppressed(ctx, job, sub.Email); err != nil {
 		return nil, fmt.Errorf("render %s for subscriber %d: %w", job.Kind, job.SubscriberID, err)
 	} else if suppressed {
 		return nil, fmt.Errorf("%s for an address on the suppression list: %w", job.Kind, delivery.ErrCancel)
@@ -252,9 +301,6 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 		}
 	case job.Kind != subscribers.KindConfirmation && sub.Status != subscribers.StatusActive:
 		return nil, fmt.Errorf("%s for a subscriber who is %s: %w", job.Kind, sub.Status, delivery.ErrCancel)
-	case job.Kind == digest.KindDigest:
-		e, err := r.renderDigest(ctx, job, sub)
-		return r.feedback.finish(ctx, job, e, err)
 	}
 
 	d := mailer.Data{
@@ -294,18 +340,21 @@ func (r *renderer) Render(ctx context.Context, job delivery.Job) (*mailer.Email,
 // renderDigest composes one reader's digest: the edition's template is
 // prepared once and shared by every reader of the edition; the reader's
 // links and the job's Message-ID and Date (both stable across retries) are
-// filled in per message. A reader who is no longer active, or no longer
-// takes the newsletter, is cancelled.
-func (r *renderer) renderDigest(ctx context.Context, job delivery.Job, sub *subscribers.Subscriber) (*mailer.Email, error) {
+// filled in per message. A reader who is no longer active, is paused, or no
+// longer takes the newsletter (as the claim read them) is cancelled.
+func (r *renderer) renderDigest(ctx context.Context, job delivery.Job) (*mailer.Email, error) {
 	if r.digests == nil {
 		return nil, fmt.Errorf("render digest %d: this process has no digest service", job.IssueID)
 	}
-	if sub.Status != subscribers.StatusActive {
-		return nil, fmt.Errorf("digest for a subscriber who is %s: %w", sub.Status, delivery.ErrCancel)
+	if subscribers.Status(job.SubscriberStatus) != subscribers.StatusActive {
+		return nil, fmt.Errorf("digest for a subscriber who is %s: %w", job.SubscriberStatus, delivery.ErrCancel)
 	}
-	if sub.Paused(time.Now()) {
+	if job.PausedUntil.After(time.Now()) {
 		// Paused after the issue was built: the pause wins.
-		return nil, fmt.Errorf("digest for a subscriber who paused until %s: %w", sub.PausedUntil.Format(time.DateOnly), delivery.ErrCancel)
+		return nil, fmt.Errorf("digest for a subscriber who paused until %s: %w", job.PausedUntil.Format(time.DateOnly), delivery.ErrCancel)
+	}
+	if !job.InNewsletter {
+		return nil, fmt.Errorf("digest of issue %d for a subscriber who left its newsletter: %w", job.IssueID, delivery.ErrCancel)
 	}
 	ed, err := r.editions.get(ctx, job.EditionID, func() (*preparedEdition, error) {
 		return r.prepareEdition(ctx, job.EditionID)
@@ -313,15 +362,12 @@ func (r *renderer) renderDigest(ctx context.Context, job delivery.Job, sub *subs
 	if err != nil {
 		return nil, fmt.Errorf("render digest %d for subscriber %d: %w", job.IssueID, job.SubscriberID, err)
 	}
-	if !slices.Contains(sub.Newsletters, ed.newsletterID) {
-		return nil, fmt.Errorf("digest of %s for a subscriber who left it: %w", ed.newsletterID, delivery.ErrCancel)
-	}
-	e := ed.tmpl.Email(mailer.DigestReader{
+	e := ed.tmpl.Message(mailer.DigestReader{
 		MessageID:      job.MessageID,
-		To:             sub.Email,
-		Name:           sub.Name,
-		UnsubscribeURL: r.baseURL + "/unsubscribe/" + r.subs.UnsubscribeToken(sub.ID),
-		PreferencesURL: r.baseURL + "/preferences/" + r.subs.PreferencesToken(sub.ID),
+		To:             job.Email,
+		Name:           job.Name,
+		UnsubscribeURL: r.baseURL + "/unsubscribe/" + r.subs.UnsubscribeToken(job.SubscriberID),
+		PreferencesURL: r.baseURL + "/preferences/" + r.subs.PreferencesToken(job.SubscriberID),
 	}, job.CreatedAt)
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("render digest %d for subscriber %d: %w", job.IssueID, job.SubscriberID, err)

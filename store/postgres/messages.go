@@ -36,7 +36,10 @@ const (
 // rows by primary key (= ANY of an array) and the recipients are read one
 // by one (LATERAL ... LIMIT 1): with the CTEs' row counts unknown to it,
 // the planner would otherwise hash-join whole tables, scanning every
-// message and subscriber on each claim.
+// message and subscriber on each claim. Besides the address, name and
+// status the claim says whether the reader is paused and still takes the
+// newsletter of the message's issue, so that the renderer of a digest needs
+// no query of its own.
 const claimSQL = `WITH due AS MATERIALIZED (
     SELECT id, priority FROM messages
     WHERE status = 'queued' AND next_attempt_at <= $2
@@ -56,10 +59,12 @@ claimed AS (
     WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING m.id, m.priority, m.kind, m.subscriber_id, m.issue_id, m.edition_id, m.message_id, m.attempts, m.created_at)
 SELECT c.id, c.kind, c.subscriber_id, c.issue_id, c.edition_id, c.message_id, c.attempts, c.created_at,
-    s.email, s.name, s.status
+    s.email, s.name, s.status, s.paused_until,
+    EXISTS (SELECT 1 FROM issues i JOIN subscriber_newsletters sn ON sn.newsletter_id = i.newsletter_id
+        WHERE i.id = c.issue_id AND sn.subscriber_id = c.subscriber_id)
 FROM claimed c
 LEFT JOIN LATERAL (
-    SELECT email, name, status FROM subscribers WHERE id = c.subscriber_id LIMIT 1) s ON true
+    SELECT email, name, status, paused_until FROM subscribers WHERE id = c.subscriber_id LIMIT 1) s ON true
 ORDER BY c.priority, c.id`
 
 // ClaimMessages leases up to limit due messages (queued with next_attempt_at
@@ -81,12 +86,14 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 		issue, edition      pgtype.Int8
 		created             pgtype.Timestamptz
 		email, name, status pgtype.Text // NULL if the reader was deleted meanwhile
+		paused              pgtype.Timestamptz
 	)
 	_, err = pgx.ForEachRow(rows, []any{&j.ID, &j.Kind, &j.SubscriberID, &issue, &edition, &j.MessageID, &j.Attempts,
-		&created, &email, &name, &status}, func() error {
+		&created, &email, &name, &status, &paused, &j.InNewsletter}, func() error {
 		j.IssueID, j.EditionID = issue.Int64, edition.Int64
 		j.CreatedAt = decTime(created)
 		j.Email, j.Name, j.SubscriberStatus = email.String, name.String, status.String
+		j.PausedUntil = decTime(paused)
 		jobs = append(jobs, j)
 		return nil
 	})
@@ -257,4 +264,23 @@ func (db *DB) CountMessages(ctx context.Context) (map[string]int, error) {
 		return nil, translate(err, "count messages", "message")
 	}
 	return counts, nil
+}
+
+// SuppressedHashes returns those of hashes that are on the suppression
+// list, in one query: the delivery path checks a whole claimed batch at
+// once (subscribers.Service.SuppressedAmong) instead of one address per
+// message.
+func (db *DB) SuppressedHashes(ctx context.Context, hashes [][]byte) ([][]byte, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT hash FROM suppressions WHERE hash = ANY ($1::bytea[])`, hashes)
+	if err != nil {
+		return nil, translate(err, "find suppressed addresses", "suppression")
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, translate(err, "find suppressed addresses", "suppression")
+	}
+	return found, nil
 }

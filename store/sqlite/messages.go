@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -26,7 +27,10 @@ const (
 // arm of the UNION walks a partial index in (priority, id) order and stops
 // after ?4 due rows, so a claim costs the same with ten rows queued or a
 // million. The subqueries in RETURNING read the recipient in the same
-// statement (SQLite's RETURNING cannot name a joined table).
+// statement (SQLite's RETURNING cannot name a joined table), each one a
+// primary-key lookup: address, name, status and pause, and whether the
+// reader still takes the newsletter of the message's issue, so that the
+// renderer of a digest needs no query of its own.
 const claimSQL = `UPDATE messages
 SET status = 'sending', lease_owner = ?1, lease_until = ?3, attempts = attempts + 1, updated_at = ?2
 WHERE id IN (
@@ -44,7 +48,10 @@ WHERE id IN (
 RETURNING id, priority, kind, subscriber_id, issue_id, edition_id, message_id, attempts, created_at,
     (SELECT s.email FROM subscribers s WHERE s.id = messages.subscriber_id),
     (SELECT s.name FROM subscribers s WHERE s.id = messages.subscriber_id),
-    (SELECT s.status FROM subscribers s WHERE s.id = messages.subscriber_id)`
+    (SELECT s.status FROM subscribers s WHERE s.id = messages.subscriber_id),
+    (SELECT s.paused_until FROM subscribers s WHERE s.id = messages.subscriber_id),
+    EXISTS (SELECT 1 FROM subscriber_newsletters sn WHERE sn.subscriber_id = messages.subscriber_id
+        AND sn.newsletter_id = (SELECT i.newsletter_id FROM issues i WHERE i.id = messages.issue_id))`
 
 // ClaimMessages leases up to limit due messages (queued with next_attempt_at
 // <= now, or sending with a lease expired before now) to owner until
@@ -59,8 +66,14 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 		priority int
 	}
 	var got []claimed
-	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
-		rows, err := t.QueryContext(ctx, claimSQL, owner, now.UnixMilli(), now.Add(lease).UnixMilli(), limit)
+	prepared, err := db.writerStmt(ctx, claimSQL)
+	if err != nil {
+		return nil, translate(err, "claim messages", "message")
+	}
+	err = db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
+		st := t.StmtContext(ctx, prepared)
+		defer st.Close()
+		rows, err := st.QueryContext(ctx, owner, now.UnixMilli(), now.Add(lease).UnixMilli(), limit)
 		if err != nil {
 			return err
 		}
@@ -68,17 +81,18 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 		got = make([]claimed, 0, limit)
 		for rows.Next() {
 			var (
-				c                       claimed
-				issue, edition, created sql.NullInt64
-				email, name, status     sql.NullString
+				c                               claimed
+				issue, edition, created, paused sql.NullInt64
+				email, name, status             sql.NullString
 			)
 			if err := rows.Scan(&c.job.ID, &c.priority, &c.job.Kind, &c.job.SubscriberID, &issue, &edition,
-				&c.job.MessageID, &c.job.Attempts, &created, &email, &name, &status); err != nil {
+				&c.job.MessageID, &c.job.Attempts, &created, &email, &name, &status, &paused, &c.job.InNewsletter); err != nil {
 				return err
 			}
 			c.job.IssueID, c.job.EditionID = issue.Int64, edition.Int64
 			c.job.CreatedAt = decTime(created)
 			c.job.Email, c.job.Name, c.job.SubscriberStatus = email.String, name.String, status.String
+			c.job.PausedUntil = decTime(paused)
 			got = append(got, c)
 		}
 		return rows.Err()
@@ -127,22 +141,45 @@ const (
 	bounceEventSQL = `INSERT INTO events (subscriber_id, at, kind, detail) VALUES (?, ?, ?, ?)`
 )
 
-// settleStmts prepares each settlement statement once per transaction, on
-// first use.
+// writerStmt returns q prepared on the writer connection, preparing it
+// the first time. The outbox's claims and settles run thousands of times a
+// minute while an issue goes out, and preparing their statements anew in
+// each transaction cost more than running them. It must be called outside
+// a write transaction: the writer has one connection, which the
+// transaction holds, so preparing there would wait for itself.
+func (db *DB) writerStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := db.writerStmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.writer.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := db.writerStmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// settleStmts hands out the settlement statements for one transaction,
+// bound to it from the writer's prepared statements (prepared beforehand).
 type settleStmts struct {
-	ctx context.Context
-	tx  *sql.Tx
-	byQ map[string]*sql.Stmt
+	ctx      context.Context
+	tx       *sql.Tx
+	prepared map[string]*sql.Stmt // on the writer
+	byQ      map[string]*sql.Stmt // bound to tx
 }
 
 func (s *settleStmts) get(q string) (*sql.Stmt, error) {
 	if st, ok := s.byQ[q]; ok {
 		return st, nil
 	}
-	st, err := s.tx.PrepareContext(s.ctx, q)
-	if err != nil {
-		return nil, err
+	prepared, ok := s.prepared[q]
+	if !ok {
+		return nil, fmt.Errorf("statement not prepared: %.40s", q)
 	}
+	st := s.tx.StmtContext(s.ctx, prepared)
 	s.byQ[q] = st
 	return st, nil
 }
@@ -151,6 +188,33 @@ func (s *settleStmts) close() {
 	for _, st := range s.byQ {
 		st.Close()
 	}
+}
+
+// settleQueries returns the statements settling results needs.
+func settleQueries(results []delivery.Result) []string {
+	var qs []string
+	add := func(q ...string) {
+		for _, q := range q {
+			if !slices.Contains(qs, q) {
+				qs = append(qs, q)
+			}
+		}
+	}
+	for _, r := range results {
+		switch r.Outcome {
+		case delivery.OutcomeSent:
+			add(settleSentSQL)
+		case delivery.OutcomeRetry:
+			add(settleRetrySQL)
+		case delivery.OutcomeRelease:
+			add(settleReleaseSQL)
+		case delivery.OutcomeFailed, delivery.OutcomeCancelled:
+			add(settleFinalSQL)
+		case delivery.OutcomeBounced:
+			add(settleBouncedSQL, suppressSQL, bounceEventSQL)
+		}
+	}
+	return qs
 }
 
 // SettleMessages records the results in one transaction. Only rows still
@@ -162,8 +226,16 @@ func (db *DB) SettleMessages(ctx context.Context, owner string, results []delive
 	if len(results) == 0 {
 		return nil
 	}
+	prepared := make(map[string]*sql.Stmt, 4)
+	for _, q := range settleQueries(results) {
+		st, err := db.writerStmt(ctx, q)
+		if err != nil {
+			return translate(err, "settle messages", "message")
+		}
+		prepared[q] = st
+	}
 	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
-		stmts := &settleStmts{ctx: ctx, tx: t, byQ: make(map[string]*sql.Stmt, 4)}
+		stmts := &settleStmts{ctx: ctx, tx: t, prepared: prepared, byQ: make(map[string]*sql.Stmt, 4)}
 		defer stmts.close()
 		for _, r := range results {
 			if err := settleOne(stmts, owner, r); err != nil {
@@ -269,4 +341,44 @@ func (db *DB) CountMessages(ctx context.Context) (map[string]int, error) {
 		return nil, translate(err, "count messages", "message")
 	}
 	return counts, nil
+}
+
+// SuppressedHashes returns those of hashes that are on the suppression
+// list, in one query: the delivery path checks a whole claimed batch at
+// once (subscribers.Service.SuppressedAmong) instead of one address per
+// message.
+func (db *DB) SuppressedHashes(ctx context.Context, hashes [][]byte) ([][]byte, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	// A JSON array of hex strings: one parameter whatever the count.
+	arg := make([]byte, 0, len(hashes)*(2*32+3)+2)
+	arg = append(arg, '[')
+	for i, h := range hashes {
+		if i > 0 {
+			arg = append(arg, ',')
+		}
+		arg = append(arg, '"')
+		arg = hex.AppendEncode(arg, h)
+		arg = append(arg, '"')
+	}
+	arg = append(arg, ']')
+	rows, err := db.reader.QueryContext(ctx,
+		`SELECT hash FROM suppressions WHERE hash IN (SELECT unhex(value) FROM json_each(?))`, string(arg))
+	if err != nil {
+		return nil, translate(err, "find suppressed addresses", "suppression")
+	}
+	defer rows.Close()
+	var found [][]byte
+	for rows.Next() {
+		var h []byte
+		if err := rows.Scan(&h); err != nil {
+			return nil, translate(err, "find suppressed addresses", "suppression")
+		}
+		found = append(found, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err, "find suppressed addresses", "suppression")
+	}
+	return found, nil
 }

@@ -42,6 +42,9 @@ type DB struct {
 	reader *sql.DB // query_only connections for reads
 	ckpt   *sql.DB // one connection for background WAL checkpoints
 	now    func() time.Time
+	// writerStmts holds the outbox's statements, prepared once on the
+	// writer connection (see writerStmt in messages.go).
+	writerStmts sync.Map // query string -> *sql.Stmt
 
 	// Group commit: write transactions are handed to one loop that runs
 	// whatever has queued up meanwhile in a single SQLite transaction.

@@ -610,8 +610,32 @@ func testClaimCarriesEdition(t *testing.T, s DigestStore) {
 	subs := dgReaders(t, s, "daily", "a")
 	iss := dgIssue(t, s, "daily", at(0))
 	dgEnqueue(t, s, iss.ID, dgMessages(iss.ID, subs, 4), at(0))
-	// A transactional message queued later still goes first.
+	// Readers who, after the issue was queued, left its newsletter or
+	// paused: the claim says so, for the renderer to cancel them.
+	changed := dgReaders(t, s, "daily", "left", "paused")
+	dgEnqueue(t, s, iss.ID, dgMessages(iss.ID, changed, 4), at(0))
+	pause := at(72 * time.Hour)
 	err := s.Update(t.Context(), func(tx subscribers.Tx) error {
+		left, err := tx.SubscriberByID(changed[0])
+		if err != nil {
+			return err
+		}
+		left.Newsletters = []string{"weekly"}
+		if err := tx.UpdateSubscriber(left); err != nil {
+			return err
+		}
+		paused, err := tx.SubscriberByID(changed[1])
+		if err != nil {
+			return err
+		}
+		paused.PausedUntil = pause
+		return tx.UpdateSubscriber(paused)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A transactional message queued later still goes first.
+	err = s.Update(t.Context(), func(tx subscribers.Tx) error {
 		return tx.Enqueue(subscribers.OutboxMessage{Kind: subscribers.KindWelcome, SubscriberID: subs[0],
 			MessageID: "welcome@test.example", CreatedAt: at(time.Minute)})
 	})
@@ -622,14 +646,21 @@ func testClaimCarriesEdition(t *testing.T, s DigestStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(jobs) != 2 || jobs[0].Kind != subscribers.KindWelcome || jobs[0].EditionID != 0 || jobs[0].IssueID != 0 {
+	if len(jobs) != 4 || jobs[0].Kind != subscribers.KindWelcome || jobs[0].EditionID != 0 || jobs[0].IssueID != 0 || jobs[0].InNewsletter {
 		t.Fatalf("claimed %+v, want the welcome first, with no issue", jobs)
 	}
 	j := jobs[1]
 	if j.Kind != digest.KindDigest || j.IssueID != iss.ID || j.EditionID == 0 || j.SubscriberID != subs[0] ||
 		j.MessageID != digest.MessageID(iss.ID, subs[0], "test.example") || j.Email != "a@readers.example" ||
-		!j.CreatedAt.Equal(at(0)) {
+		j.Name != "Reader a" || j.SubscriberStatus != string(subscribers.StatusActive) ||
+		!j.CreatedAt.Equal(at(0)) || !j.InNewsletter || !j.PausedUntil.IsZero() {
 		t.Fatalf("claimed digest job %+v", j)
+	}
+	if l := jobs[2]; l.SubscriberID != changed[0] || l.InNewsletter || !l.PausedUntil.IsZero() {
+		t.Errorf("claimed the job of a reader who left the newsletter as %+v, want InNewsletter false", l)
+	}
+	if p := jobs[3]; p.SubscriberID != changed[1] || !p.InNewsletter || !p.PausedUntil.Equal(pause) {
+		t.Errorf("claimed the job of a paused reader as %+v, want PausedUntil %v", p, pause)
 	}
 	ed, err := s.Edition(t.Context(), j.EditionID)
 	if err != nil || !slices.Equal(ed.ArticleIDs, []int64{4}) {
