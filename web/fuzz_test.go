@@ -124,6 +124,18 @@ func FuzzAdminJSON(f *testing.F) {
 		if rec.Code >= 400 && !strings.Contains(rec.Body.String(), `"error"`) {
 			t.Fatalf("%s %s %q: %d without a JSON error: %s", r.method, r.path, body, rec.Code, rec.Body.String())
 		}
+		if r.method == http.MethodPatch {
+			// Names go into mail headers (To): none may hold a line break.
+			subs, err := h.subs.FindSubscribers(ctx, subscribers.Filter{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sub := range subs {
+				if strings.ContainsAny(sub.Name, "\r\n\x00\u2028\u2029") {
+					t.Fatalf("PATCH %q stored the name %q", body, sub.Name)
+				}
+			}
+		}
 	})
 }
 
