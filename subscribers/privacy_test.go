@@ -14,6 +14,7 @@ import (
 
 	"herald"
 	"herald/delivery"
+	"herald/store/sqlite"
 	"herald/subscribers"
 )
 
@@ -672,4 +673,63 @@ func newEnvWith(t *testing.T, mutate func(*subscribers.Options)) *env {
 	}
 	e.svc = svc
 	return e
+}
+
+// racingStore runs before, once, just ahead of the next write transaction:
+// what another request or process might commit between a signup's read of
+// the suppression list and its write.
+type racingStore struct {
+	*sqlite.DB
+	before func()
+}
+
+func (r *racingStore) Update(ctx context.Context, fn func(subscribers.Tx) error) error {
+	if b := r.before; b != nil {
+		r.before = nil
+		b()
+	}
+	return r.DB.Update(ctx, fn)
+}
+
+// A signup reads the suppression list before its write transaction. An
+// address suppressed in between is recorded like any signup a moment
+// earlier, and the list then says it is suppressed: the renderer's check
+// (cmd/herald) cancels the confirmation, so none is ever sent.
+func TestSignupRacingSuppression(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const email = "racing@example.org"
+	rs := &racingStore{DB: e.db}
+	svc, err := subscribers.NewService(ctx, rs, subscribers.Options{
+		Newsletters: []string{"daily", "weekly"}, Now: func() time.Time { return e.now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.before = func() {
+		if _, added, err := e.svc.Suppress(ctx, email, "test"); err != nil || !added {
+			t.Errorf("Suppress = %v, %v", added, err)
+		}
+	}
+	if err := svc.Signup(ctx, signup(email)); err != nil {
+		t.Fatal(err)
+	}
+	if rs.before != nil {
+		t.Fatal("the suppression did not run between the read and the write")
+	}
+	if n := e.count(t, `SELECT COUNT(*) FROM messages m JOIN subscribers s ON s.id = m.subscriber_id
+        WHERE s.email = ? AND m.kind = ? AND m.status = 'queued'`, email, subscribers.KindConfirmation); n != 1 {
+		t.Fatalf("queued confirmations: %d, want 1 (recorded as a signup a moment earlier would be)", n)
+	}
+	if ok, err := svc.IsSuppressed(ctx, email); err != nil || !ok {
+		t.Errorf("IsSuppressed = %v, %v; want true, which makes the renderer cancel the confirmation", ok, err)
+	}
+	// Without the race, the same signup stores nothing.
+	before := e.count(t, `SELECT COUNT(*) FROM consents`)
+	if err := svc.Signup(ctx, signup(email)); err != nil {
+		t.Fatal(err)
+	}
+	if after := e.count(t, `SELECT COUNT(*) FROM consents`); after != before {
+		t.Errorf("consents after a suppressed signup: %d, want %d", after, before)
+	}
 }

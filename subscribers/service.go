@@ -156,23 +156,38 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 	if err != nil {
 		return err
 	}
+	// Everything that needs no database is done before the write
+	// transaction, and the suppression list is read on a read connection:
+	// the transaction holds the store's one writer, which every signup
+	// queues for, so each microsecond spent inside it is paid by all of
+	// them. A suppressed address gets the same answer as any other, and
+	// nothing is stored or sent.
+	//
+	// An address suppressed or erased between this read and the write below
+	// still gets its signup recorded (after an erase, as a new pending
+	// signup, which retention deletes with the other unconfirmed ones), but
+	// never a confirmation: the renderer checks the suppression list again
+	// when it composes any email, and cancels it.
+	if suppressed, err := s.suppressed(ctx, email); err != nil {
+		return fmt.Errorf("signup: %w", err)
+	} else if suppressed {
+		return nil
+	}
 	now := s.now()
-	consent := func(id int64) *Consent {
-		return &Consent{
-			SubscriberID: id, CreatedAt: now,
-			IP: s.consentIP(r.IP), UserAgent: clip(r.UserAgent, 512), Source: clip(r.Source, 1024),
-			TextVersion: s.opts.ConsentVersion, Newsletters: lists,
-		}
+	consent := &Consent{
+		CreatedAt: now,
+		IP:        s.consentIP(r.IP), UserAgent: clip(r.UserAgent, 512), Source: clip(r.Source, 1024),
+		TextVersion: s.opts.ConsentVersion, Newsletters: lists,
+	}
+	signupEvent := Event{At: now, Kind: EventSignup, Detail: clip(r.Source, 200)}
+	mid, err := s.newMessageID(KindConfirmation)
+	if err != nil {
+		return fmt.Errorf("signup: %w", err)
 	}
 	var queued bool
 	var subscriberID int64
 	err = s.store.Update(ctx, func(tx Tx) error {
 		queued = false
-		// A suppressed address gets the same answer as any other, and
-		// nothing is stored or sent.
-		if suppressed, err := s.suppressedIn(ctx, tx, email); err != nil || suppressed {
-			return err
-		}
 		sub, err := tx.SubscriberByEmail(email)
 		isNew := herald.IsCode(err, herald.ENOTFOUND)
 		switch {
@@ -218,13 +233,17 @@ func (s *Service) Signup(ctx context.Context, r SignupRequest) error {
 			}
 		}
 		subscriberID = sub.ID
-		if err := tx.AddConsent(consent(sub.ID)); err != nil {
+		c := *consent // a copy: a failed attempt must not leave its ID behind
+		c.SubscriberID = sub.ID
+		if err := tx.AddConsent(&c); err != nil {
 			return err
 		}
-		if err := tx.AddEvent(Event{SubscriberID: sub.ID, At: now, Kind: EventSignup, Detail: clip(r.Source, 200)}); err != nil {
+		e := signupEvent
+		e.SubscriberID = sub.ID
+		if err := tx.AddEvent(e); err != nil {
 			return err
 		}
-		if err := s.queue(tx, sub, KindConfirmation, now); err != nil {
+		if err := enqueue(tx, sub, KindConfirmation, mid, now); err != nil {
 			return err
 		}
 		queued = true
@@ -245,6 +264,11 @@ func (s *Service) queue(tx Tx, sub *Subscriber, kind string, now time.Time) erro
 	if err != nil {
 		return err
 	}
+	return enqueue(tx, sub, kind, mid, now)
+}
+
+// enqueue writes one outbox row for sub with a Message-ID made beforehand.
+func enqueue(tx Tx, sub *Subscriber, kind, mid string, now time.Time) error {
 	if err := tx.Enqueue(OutboxMessage{Kind: kind, SubscriberID: sub.ID, MessageID: mid, CreatedAt: now}); err != nil {
 		return fmt.Errorf("queue %s: %w", kind, err)
 	}

@@ -65,18 +65,10 @@ func (s *Service) suppressedIn(ctx context.Context, tx Tx, email string) (bool, 
 	if s.privacy == nil {
 		return false, nil
 	}
-	hash := s.addressHash(email)
 	if ptx, ok := tx.(PrivacyTx); ok {
-		return ptx.Suppressed(hash)
+		return ptx.Suppressed(s.addressHash(email))
 	}
-	_, err := s.privacy.FindSuppression(ctx, hash)
-	switch {
-	case err == nil:
-		return true, nil
-	case herald.IsCode(err, herald.ENOTFOUND):
-		return false, nil
-	}
-	return false, err
+	return s.suppressed(ctx, email)
 }
 
 // normalizeReason checks an operator's reason; empty becomes ReasonManual.
@@ -209,14 +201,28 @@ func (s *Service) IsSuppressed(ctx context.Context, email string) (bool, error) 
 	if err != nil {
 		return false, nil
 	}
-	_, err = s.privacy.FindSuppression(ctx, s.addressHash(addr))
+	ok, err := s.suppressed(ctx, addr)
+	if err != nil {
+		return false, fmt.Errorf("is suppressed: %w", err)
+	}
+	return ok, nil
+}
+
+// suppressed reports whether email (already normalised) is on the
+// suppression list, as last committed, read outside any write transaction.
+// A store without the privacy operations has no list.
+func (s *Service) suppressed(ctx context.Context, email string) (bool, error) {
+	if s.privacy == nil {
+		return false, nil
+	}
+	_, err := s.privacy.FindSuppression(ctx, s.addressHash(email))
 	switch {
 	case err == nil:
 		return true, nil
 	case herald.IsCode(err, herald.ENOTFOUND):
 		return false, nil
 	}
-	return false, fmt.Errorf("is suppressed: %w", err)
+	return false, err
 }
 
 // suppressedHashesFinder is a store that checks many suppression hashes

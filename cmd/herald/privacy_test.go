@@ -55,8 +55,16 @@ func TestRendererSuppressionAndDataExport(t *testing.T) {
 	if _, err := subs.Unsubscribe(ctx, subs.UnsubscribeToken(id("left@example.org")), "page"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := subs.Suppress(ctx, "blocked@example.org", "test"); err != nil {
+	// A signup suppressed after it was recorded (a signup reads the list
+	// before its write, so one can race a suppression or an erase): its
+	// confirmation must not go out either.
+	if err := subs.Signup(ctx, subscribers.SignupRequest{Email: "late@example.org", Source: "test"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, addr := range []string{"blocked@example.org", "late@example.org"} {
+		if _, _, err := subs.Suppress(ctx, addr, "test"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	job := func(kind, email string) delivery.Job {
 		return delivery.Job{Kind: kind, SubscriberID: id(email), MessageID: "test." + kind + "." + email, CreatedAt: time.Now()}
@@ -66,6 +74,7 @@ func TestRendererSuppressionAndDataExport(t *testing.T) {
 		cancel bool
 	}{
 		{job(subscribers.KindWelcome, "blocked@example.org"), true},
+		{job(subscribers.KindConfirmation, "late@example.org"), true},
 		{job(subscribers.KindDataExport, "blocked@example.org"), true},
 		{job(subscribers.KindWelcome, "kept@example.org"), false},
 		// A reader who left may still ask for their data.
