@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +113,54 @@ func TestEndToEndNameCannotSmuggleALink(t *testing.T) {
 	resp, body := postForm(t, h.base+"/subscribe", url.Values{"email": {"crlf@example.org"}, "name": {"Jane\r\nBcc: all@example.org"}})
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "name") {
 		t.Errorf("a name with a line break: %d, want 422 naming the field\n%s", resp.StatusCode, body)
+	}
+}
+
+// TestEndToEndSignupAnswersAreIdentical: the whole answer to a signup,
+// status, headers (but Date and X-Request-Id) and body, is the same for an
+// address that is new, pending, active or unsubscribed, for the form and
+// for JSON, so a signup tells a stranger nothing about the list.
+func TestEndToEndSignupAnswersAreIdentical(t *testing.T) {
+	relay, port := startSink(t)
+	h := startHeraldWith(t, port, digestNewsletters)
+	h.subscribeConfirmed(t, relay, "active@example.org", "daily")
+	h.subscribeConfirmed(t, relay, "left@example.org", "daily")
+	welcome := relay.waitFor(t, "left@example.org", "Welcome")
+	unsub := regexp.MustCompile(regexp.QuoteMeta(h.base) + `/unsubscribe/[A-Za-z0-9_-]+`).FindString(welcome.Text)
+	if resp, body := postForm(t, unsub, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("unsubscribe: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, body := postForm(t, h.base+"/subscribe", url.Values{"email": {"pending@example.org"}, "newsletters": {"daily"}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("signup: %d\n%s", resp.StatusCode, body)
+	}
+
+	answer := func(email string, asJSON bool) string {
+		t.Helper()
+		var req *http.Request
+		if asJSON {
+			req, _ = http.NewRequest(http.MethodPost, h.base+"/subscribe", strings.NewReader(`{"email":"`+email+`","newsletters":["daily"]}`))
+			req.Header.Set("Content-Type", "application/json")
+		} else {
+			req, _ = http.NewRequest(http.MethodPost, h.base+"/subscribe", strings.NewReader(url.Values{"email": {email}, "newsletters": {"daily"}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, body := do(t, req)
+		resp.Header.Del("Date")
+		resp.Header.Del("X-Request-Id")
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d\n", resp.StatusCode)
+		_ = resp.Header.Write(&b)
+		return b.String() + "\n" + body
+	}
+	for _, asJSON := range []bool{false, true} {
+		first := answer("new"+strconv.FormatBool(asJSON)+"@example.org", asJSON)
+		for _, email := range []string{"pending@example.org", "active@example.org", "left@example.org"} {
+			if got := answer(email, asJSON); got != first {
+				t.Errorf("JSON %v: the answer for %s differs from a new address's:\n%s\n--- new:\n%s", asJSON, email, got, first)
+			}
+		}
+	}
+	if st := h.adminStatus(t, "left@example.org"); st != "unsubscribed" {
+		t.Errorf("a stranger's signup changed the unsubscribed reader to %s", st)
 	}
 }
