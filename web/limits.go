@@ -15,12 +15,14 @@ import (
 // and the proof-of-work solutions already spent. Keys are keyed hashes of
 // what they stand for, never a client's address.
 type SignupLimits interface {
-	// Hit counts one event at now against the counter (kind, key), unless
-	// the counter's events over the last minute have reached limit (0: no
-	// limit). It returns how many events the counter holds over the last
-	// minute, this one included when it was counted, and whether it was;
-	// when it was not, wait is how long until one would be.
-	Hit(ctx context.Context, kind string, key []byte, limit int, now time.Time) (n int, ok bool, wait time.Duration, err error)
+	// Hit counts one event at now against each counter in turn, kinds[i]
+	// and keys[i] under limits[i] (0: no limit), and stops at the first
+	// whose events over the last minute have reached its limit: the
+	// counters before it count the event, it and those after do not. It
+	// returns that counter's index (-1 when every counter counted the
+	// event) and how long until it would count one, and the events over
+	// the last minute of the last counter that counted, this one included.
+	Hit(ctx context.Context, now time.Time, kinds []string, keys [][]byte, limits []int) (refused, n int, wait time.Duration, err error)
 	// AttackUntil returns when attack mode ends; zero when it never was on.
 	AttackUntil(ctx context.Context) (time.Time, error)
 	// ExtendAttack makes attack mode last at least until until, and
@@ -137,31 +139,38 @@ func (l *signupLimits) take(ctx context.Context, ip string, now time.Time) (stri
 func (l *signupLimits) takeShared(ctx context.Context, ip string, now time.Time) (string, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limitsTimeout)
 	defer cancel()
-	for _, c := range []struct {
-		kind, key string
-		limit     int
-		result    string
-	}{
-		{limitIP, limiterKey(ip), l.perIP, SignupRateLimited},
-		{limitSubnet, subnetKey(ip), l.perSubnet, SignupSubnetLimited},
-	} {
-		if c.limit <= 0 {
-			continue
-		}
-		_, ok, wait, err := l.shared.Hit(ctx, c.kind, l.hash(c.key), c.limit, now)
-		if err != nil {
-			return "", 0, err
-		}
-		if !ok {
-			return c.result, wait, nil
-		}
+	// One call counts the signup against each limit in turn and, once
+	// past both, in the rate: the per-IP limit first, so that one client
+	// refused by it does not use up its neighbours' subnet.
+	var kinds [3]string
+	var keys [3][]byte
+	var limits [3]int
+	var results [3]string
+	k := 0
+	if l.perIP > 0 {
+		kinds[k], keys[k], limits[k], results[k] = limitIP, l.hash(limiterKey(ip)), l.perIP, SignupRateLimited
+		k++
+	}
+	if l.perSubnet > 0 {
+		kinds[k], keys[k], limits[k], results[k] = limitSubnet, l.hash(subnetKey(ip)), l.perSubnet, SignupSubnetLimited
+		k++
+	}
+	if l.countRate {
+		kinds[k], keys[k] = limitRate, []byte{}
+		k++
+	}
+	if k == 0 {
+		return "", 0, nil
+	}
+	refused, n, wait, err := l.shared.Hit(ctx, now, kinds[:k], keys[:k], limits[:k])
+	if err != nil {
+		return "", 0, err
+	}
+	if refused >= 0 {
+		return results[refused], wait, nil
 	}
 	if !l.countRate {
 		return "", 0, nil
-	}
-	n, _, _, err := l.shared.Hit(ctx, limitRate, []byte{}, 0, now)
-	if err != nil {
-		return "", 0, err
 	}
 	// The count says nothing of attack mode turned on by another
 	// instance, so attackChecked stays: attackOn asks on its own.

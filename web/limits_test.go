@@ -35,19 +35,23 @@ func (f *fakeLimits) fail(ctx context.Context) error {
 	return err
 }
 
-func (f *fakeLimits) Hit(ctx context.Context, kind string, key []byte, limit int, now time.Time) (int, bool, time.Duration, error) {
+func (f *fakeLimits) Hit(ctx context.Context, _ time.Time, kinds []string, keys [][]byte, limits []int) (int, int, time.Duration, error) {
 	if err := f.fail(ctx); err != nil {
-		return 0, false, 0, err
+		return -1, 0, 0, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.keys = append(f.keys, key)
-	k := kind + "/" + string(key)
-	if limit > 0 && f.counts[k] >= limit {
-		return f.counts[k], false, 42 * time.Second, nil
+	n := 0
+	for i := range kinds {
+		f.keys = append(f.keys, keys[i])
+		k := kinds[i] + "/" + string(keys[i])
+		if limits[i] > 0 && f.counts[k] >= limits[i] {
+			return i, f.counts[k], 42 * time.Second, nil
+		}
+		f.counts[k]++
+		n = f.counts[k]
 	}
-	f.counts[k]++
-	return f.counts[k], true, 0, nil
+	return -1, n, 0, nil
 }
 
 func (f *fakeLimits) AttackUntil(ctx context.Context) (time.Time, error) {

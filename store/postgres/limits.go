@@ -3,7 +3,9 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +24,7 @@ const limitPurgeEvery = time.Minute
 // every Herald instance on it sees the same ones: per-IP and per-subnet
 // counters, the signup rate and end of attack mode, and the proof-of-work
 // solutions already spent. It implements web.SignupLimits; each call is one
-// round trip.
+// round trip, a signup's three checks included.
 //
 // A counter is a sliding window over the last minute, estimated from two
 // fixed ones as rate limiters commonly do: this minute's count plus the
@@ -46,47 +48,92 @@ func NewSignupLimits(db *DB, log *slog.Logger) *SignupLimits {
 	return &SignupLimits{db: db, log: log}
 }
 
-// hitSQL counts one event unless the window has reached the limit ($4; 0:
-// none), in one statement: the INSERT's ON CONFLICT takes the row's lock and
-// checks the limit against its latest count, so that instances counting at
-// once never let more than the limit through. It returns the count after
-// this event (NULL when refused), the previous minute's count, and this
-// minute's count before this statement.
-const hitSQL = `WITH prev AS (
-    SELECT hits FROM signup_counters WHERE win = $1::bigint - 1 AND kind = $2 AND key_hash = $3
-), cur AS (
+// hitSQL returns the statement that counts one event against k counters in
+// turn, each unless its window has reached its limit, stopping at the first
+// that has: counter i's INSERT selects from counter i-1's RETURNING, so it
+// inserts nothing once one refused. Each INSERT's ON CONFLICT takes the
+// row's lock and checks the limit against its latest count, so that
+// instances counting at once never let more than the limit through. For
+// each counter the statement returns its count after this event (NULL when
+// not counted), the previous minute's count, and this minute's count before
+// the statement. $1 is the minute, $2 the previous minute's weight; counter
+// i's kind, key and limit (0: none) are $3+3i, $4+3i, $5+3i.
+func hitSQL(k int) string {
+	var with, sel []string
+	for i := range k {
+		kind, key, limit := 3+3*i, 4+3*i, 5+3*i
+		match := fmt.Sprintf("kind = $%d AND key_hash = $%d", kind, key)
+		from := ""
+		if i > 0 {
+			from = fmt.Sprintf(" FROM c%d", i-1)
+		}
+		under := fmt.Sprintf("$%d::integer = 0 OR %%s + coalesce((SELECT hits FROM p%d), 0) * $2::float8 < $%d::integer", limit, i, limit)
+		with = append(with, fmt.Sprintf(`p%d AS (
+    SELECT hits FROM signup_counters WHERE win = $1::bigint - 1 AND %s
+), c%d AS (
     INSERT INTO signup_counters AS c (win, kind, key_hash, hits)
-    SELECT $1, $2, $3, 1
-    WHERE $4::integer = 0 OR coalesce((SELECT hits FROM prev), 0) * $5::float8 < $4::integer
-    ON CONFLICT (win, kind, key_hash) DO UPDATE SET hits = c.hits + 1
-    WHERE $4::integer = 0 OR c.hits + coalesce((SELECT hits FROM prev), 0) * $5::float8 < $4::integer
+    SELECT $1, $%d, $%d, 1%s WHERE %s
+    ON CONFLICT (win, kind, key_hash) DO UPDATE SET hits = c.hits + 1 WHERE %s
     RETURNING hits
-)
-SELECT (SELECT hits FROM cur),
-    coalesce((SELECT hits FROM prev), 0),
-    coalesce((SELECT hits FROM signup_counters WHERE win = $1 AND kind = $2 AND key_hash = $3), 0)`
+)`, i, match, i, kind, key, from, fmt.Sprintf(under, "0"), fmt.Sprintf(under, "c.hits")))
+		sel = append(sel, fmt.Sprintf(`(SELECT hits FROM c%d), coalesce((SELECT hits FROM p%d), 0),
+    coalesce((SELECT hits FROM signup_counters WHERE win = $1 AND %s), 0)`, i, i, match))
+	}
+	return "WITH " + strings.Join(with, ", ") + "\nSELECT " + strings.Join(sel, ",\n    ")
+}
 
-// Hit counts one event at now against the counter (kind, key) unless its
-// events over the last minute have reached limit (0: no limit). It returns
-// the events over the last minute, this one included when counted, whether
-// it was counted, and when it was not, how long until one would be.
-func (l *SignupLimits) Hit(ctx context.Context, kind string, key []byte, limit int, now time.Time) (int, bool, time.Duration, error) {
-	if key == nil {
-		key = []byte{}
+// hitSQLs are hitSQL(1) to hitSQL(maxHits), built once.
+var hitSQLs = func() []string {
+	out := make([]string, maxHits+1)
+	for k := 1; k <= maxHits; k++ {
+		out[k] = hitSQL(k)
+	}
+	return out
+}()
+
+// maxHits is the most counters one Hit takes: a signup has three.
+const maxHits = 4
+
+// Hit counts one event at now against each counter in turn, kinds[i] and
+// keys[i] under limits[i] (0: no limit), and stops at the first whose
+// events over the last minute have reached its limit: the counters before
+// it count the event, it and those after do not. It returns that
+// counter's index (-1 when every counter counted the event) and how long
+// until it would count one, and the events over the last minute of the
+// last counter that counted, this one included. One statement, one round
+// trip.
+func (l *SignupLimits) Hit(ctx context.Context, now time.Time, kinds []string, keys [][]byte, limits []int) (refused, n int, wait time.Duration, err error) {
+	k := len(kinds)
+	if k == 0 || k > maxHits || len(keys) != k || len(limits) != k {
+		return -1, 0, 0, fmt.Errorf("count signup: want 1 to %d counters with a key and a limit each, got %d, %d, %d", maxHits, k, len(keys), len(limits))
 	}
 	win, weight := limitWindowOf(now)
-	var counted *int
-	var prev, cur int
-	err := l.db.pool.QueryRow(ctx, hitSQL, win, kind, key, limit, weight).Scan(&counted, &prev, &cur)
-	if err != nil {
-		return 0, false, 0, translate(err, "count signup", "")
+	args := []any{win, weight}
+	for i := range k {
+		key := keys[i]
+		if key == nil {
+			key = []byte{}
+		}
+		args = append(args, kinds[i], key, limits[i])
+	}
+	counted := make([]*int, k)
+	prev, cur := make([]int, k), make([]int, k)
+	dest := make([]any, 0, 3*k)
+	for i := range k {
+		dest = append(dest, &counted[i], &prev[i], &cur[i])
+	}
+	if err := l.db.pool.QueryRow(ctx, hitSQLs[k], args...).Scan(dest...); err != nil {
+		return -1, 0, 0, translate(err, "count signup", "")
 	}
 	l.purgeNow(now)
-	prevPart := int(float64(prev) * weight)
-	if counted != nil {
-		return *counted + prevPart, true, 0, nil
+	for i := range k {
+		prevPart := int(float64(prev[i]) * weight)
+		if counted[i] == nil {
+			return i, cur[i] + prevPart, limitWait(limits[i], prev[i], cur[i], now), nil
+		}
+		n = *counted[i] + prevPart
 	}
-	return cur + prevPart, false, limitWait(limit, prev, cur, now), nil
+	return -1, n, 0, nil
 }
 
 // limitWindowOf returns the minute now falls in and the weight of the
