@@ -37,7 +37,7 @@
 # At the end the medians are printed: Herald's rate with DKIM, the ceiling,
 # their ratio (the median of the rounds' ratios), and the CPU per message.
 # The CPU ratio is the same comparison in CPU time, which the other jobs on
-# a shared machine do not inflate as they do wall time: the ceiling's CPU
+# a shared machine inflate far less than wall time: the ceiling's CPU
 # per signature over the CPU per delivered message, of Herald and the sink
 # together (both run on these cores) and of Herald alone (the rate if the
 # relay ran elsewhere).
