@@ -166,7 +166,8 @@ type Tx interface {
 	// SubscriberByID returns the subscriber with that id, or ENOTFOUND.
 	SubscriberByID(id int64) (*Subscriber, error)
 	// CreateSubscriber inserts s with its newsletters and sets s.ID.
-	// ECONFLICT when the address exists.
+	// ECONFLICT when the address exists; the transaction stays usable
+	// (Signup inserts first and reads the existing row on ECONFLICT).
 	CreateSubscriber(s *Subscriber) error
 	// UpdateSubscriber writes s's name, status, newsletters, ConfirmedAt,
 	// ConfirmSentAt, PausedUntil and UpdatedAt. ENOTFOUND when s.ID does

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	}{
 		{"CreateFindUpdateSubscriber", testCreateFindUpdate},
 		{"DuplicateEmailConflict", testDuplicateEmail},
+		{"ConflictKeepsTx", testConflictKeepsTx},
 		{"NotFound", testNotFound},
 		{"FilterQueryPrefix", testFilterQuery},
 		{"FilterStatusNewsletter", testFilterStatusNewsletter},
@@ -613,6 +614,39 @@ func testTokens(t *testing.T, s Store) {
 	wantCode(t, err, herald.ENOTFOUND)
 	err = s.Update(t.Context(), func(tx subscribers.Tx) error { return tx.UseToken([]byte("nope"), base()) })
 	wantCode(t, err, herald.ENOTFOUND)
+}
+
+// A CreateSubscriber that fails with ECONFLICT leaves its transaction
+// usable: the same transaction reads the existing row and writes, and
+// commits. Signup relies on it (it inserts first, reads on a conflict).
+func testConflictKeepsTx(t *testing.T, s Store) {
+	sub := create(t, s, newSubscriber("Taken@example.org", subscribers.StatusPending))[0]
+	// fn may run on the engine's own goroutine: it only records, the test
+	// goroutine checks.
+	var createErr error
+	var found *subscribers.Subscriber
+	update(t, s, func(tx subscribers.Tx) error {
+		createErr = tx.CreateSubscriber(newSubscriber("taken@example.org", subscribers.StatusPending))
+		var err error
+		if found, err = tx.SubscriberByEmail("taken@example.org"); err != nil {
+			return err
+		}
+		return tx.AddEvent(subscribers.Event{SubscriberID: found.ID, At: base(), Kind: "after_conflict"})
+	})
+	wantCode(t, createErr, herald.ECONFLICT)
+	if found.ID != sub.ID {
+		t.Fatalf("SubscriberByEmail after the conflict = %+v, want subscriber %d", found, sub.ID)
+	}
+	events, err := s.SubscriberEvents(t.Context(), sub.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Kind != "after_conflict" {
+		t.Errorf("events after the conflict = %+v, want the one written after it", events)
+	}
+	if n := len(find(t, s, subscribers.Filter{})); n != 1 {
+		t.Errorf("%d subscribers, want 1", n)
+	}
 }
 
 // FindToken reads a token outside any write transaction: it sees what is
