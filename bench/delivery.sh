@@ -16,6 +16,8 @@
 #   PORT=2525      the sink's loopback port
 #   SINK_FLAGS=    extra smtp-sink flags, e.g. -p (do not offer PIPELINING)
 #   KEEP=          set to keep the work directory (databases, logs) at the end
+#   HERALD_BIN=    a herald binary to measure instead of building this tree's
+#                  (e.g. an older commit's, for a before/after on the same day)
 #
 # Per round:
 #   1. a fresh SQLite database: N readers imported from a generated CSV with
@@ -25,7 +27,8 @@
 #   2. `herald digest send daily` with mail.transport smtp, smtp.tls none,
 #      under /usr/bin/time: the wall time runs from the command's start
 #      (building the issue: N outbox rows) to its exit, which comes when no
-#      message is pending (the last settle). Peak RSS is the command's;
+#      message is pending (the last settle). Peak RSS and CPU time (user+sys per message) are
+#      the command's;
 #   3. smtp-source -d (reused connections) -s SESSIONS -l SIZE -m N into the
 #      same sink, timed, where SIZE is the size of one reader's digest
 #      (measured before the rounds by sending it to one reader through a
@@ -55,12 +58,14 @@ cleanup() {
   if [ -n "${KEEP:-}" ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-go build -o "$work/herald" ./cmd/herald
+if [ -n "${HERALD_BIN:-}" ]; then cp "$HERALD_BIN" "$work/herald"; else go build -o "$work/herald" ./cmd/herald; fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # sink_count prints the sink's running message counter (smtp-sink -c writes
 # "sess=.. quit=.. mesg=N" lines, separated by carriage returns).
 sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
+# sink_cpu prints the sink's CPU time so far (user+sys), in seconds.
+sink_cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$sinkpid/stat"; }
 wait_count() { # wait until the sink's counter stops moving (a session may still be closing)
   local last=-1 now
   for _ in $(seq 50); do now=$(sink_count); [ "$now" = "$last" ] && break; last=$now; sleep 0.1; done
@@ -148,7 +153,7 @@ echo "message size: $SIZE bytes"
 
 awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) printf "reader%d@example%d.org,Reader %d,daily\n", i, i % 997, i }' >"$work/readers.csv"
 
-: >"$work/herald.txt"; : >"$work/source.txt"; : >"$work/rss.txt"
+: >"$work/herald.txt"; : >"$work/source.txt"; : >"$work/rss.txt"; : >"$work/cpu.txt"
 smtp-sink -c ${SINK_FLAGS:-} -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
 sinkpid=$!
 sleep 0.5
@@ -162,28 +167,33 @@ for r in $(seq "$rounds"); do
   "$work/herald" articles import "$work/articles" >/dev/null
   echo "round $r: imported $N readers in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b-a}') s"
 
-  before=$(wait_count)
-  /usr/bin/time -f '%e %M' -o "$work/time.txt" "$work/herald" digest send daily >"$work/send.out" 2>"$work/send.err" ||
+  before=$(wait_count); c0=$(sink_cpu)
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" "$work/herald" digest send daily >"$work/send.out" 2>"$work/send.err" ||
     { echo "herald digest send failed:" >&2; tail -5 "$work/send.err" >&2; exit 1; }
-  read -r secs rss <"$work/time.txt"
-  got=$(( $(wait_count) - before ))
+  read -r secs rss usr sys <"$work/time.txt"
+  cpu=$(awk -v n="$N" -v u="$usr" -v s="$sys" 'BEGIN {printf "%.0f", (u+s)*1e6/n}')
+  got=$(( $(wait_count) - before )); c1=$(sink_cpu)
+  hsink=$(awk -v n="$N" -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", (b-a)*1e6/n}')
   sent=$(sed -n 's/.*sent \([0-9]*\),.*/\1/p' "$work/send.out")
   rate=$(awk -v n="$N" -v s="$secs" 'BEGIN {printf "%.0f", n/s}')
-  echo "round $r herald:  $N messages in $secs s = $rate msg/s, peak RSS $((rss / 1024)) MiB; sink received $got, herald says sent $sent"
+  echo "round $r herald:  $N messages in $secs s = $rate msg/s, CPU $cpu us/msg (user $usr s, sys $sys s; the sink $hsink us/msg), peak RSS $((rss / 1024)) MiB; sink received $got, herald says sent $sent"
   [ "$got" = "$N" ] && [ "$sent" = "$N" ] || { echo "MISMATCH: every reader must get exactly one message" >&2; exit 1; }
-  echo "$rate" >>"$work/herald.txt"; echo "$rss" >>"$work/rss.txt"
+  echo "$rate" >>"$work/herald.txt"; echo "$rss" >>"$work/rss.txt"; echo "$cpu" >>"$work/cpu.txt"
 
-  before=$(wait_count)
+  before=$(wait_count); c0=$(sink_cpu)
   t0=$(date +%s.%N)
-  smtp-source -d -s "$SESSIONS" -l "$SIZE" -m "$N" "127.0.0.1:$PORT"
+  /usr/bin/time -f '%U %S' -o "$work/stime.txt" smtp-source -d -s "$SESSIONS" -l "$SIZE" -m "$N" "127.0.0.1:$PORT"
   t1=$(date +%s.%N)
-  got=$(( $(wait_count) - before ))
+  read -r susr ssys <"$work/stime.txt"
+  got=$(( $(wait_count) - before )); c1=$(sink_cpu)
+  ssink=$(awk -v n="$N" -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", (b-a)*1e6/n}')
   rate=$(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n/(b-a)}')
-  echo "round $r source:  $N messages = $rate msg/s; sink received $got"
+  scpu=$(awk -v n="$N" -v u="$susr" -v s="$ssys" 'BEGIN {printf "%.1f", (u+s)*1e6/n}')
+  echo "round $r source:  $N messages = $rate msg/s, CPU $scpu us/msg (the sink $ssink us/msg); sink received $got"
   [ "$got" = "$N" ] || { echo "MISMATCH: smtp-source delivered $got of $N" >&2; exit 1; }
   echo "$rate" >>"$work/source.txt"
 done
 
-h=$(median <"$work/herald.txt"); s=$(median <"$work/source.txt"); m=$(median <"$work/rss.txt")
-echo "MEDIAN herald=$h msg/s smtp-source=$s msg/s peak_rss=$((m / 1024)) MiB (N=$N rounds=$rounds conns=$CONNS workers=$WORKERS batch=$BATCH)"
+h=$(median <"$work/herald.txt"); s=$(median <"$work/source.txt"); m=$(median <"$work/rss.txt"); c=$(median <"$work/cpu.txt")
+echo "MEDIAN herald=$h msg/s smtp-source=$s msg/s herald_cpu=$c us/msg peak_rss=$((m / 1024)) MiB (N=$N rounds=$rounds conns=$CONNS workers=$WORKERS batch=$BATCH)"
 awk -v h="$h" -v s="$s" 'BEGIN {printf "RATIO herald/smtp-source = %.2f\n", h/s}'
