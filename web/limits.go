@@ -23,6 +23,10 @@ type SignupLimits interface {
 	// event) and how long until it would count one, and the events over
 	// the last minute of the last counter that counted, this one included.
 	Hit(ctx context.Context, now time.Time, kinds []string, keys [][]byte, limits []int) (refused, n int, wait time.Duration, err error)
+	// Add counts n events at now against the counter (kind, key), without
+	// a limit, and returns the events over the last minute, these
+	// included.
+	Add(ctx context.Context, now time.Time, kind string, key []byte, n int) (int, error)
 	// AttackUntil returns when attack mode ends; zero when it never was on.
 	AttackUntil(ctx context.Context) (time.Time, error)
 	// ExtendAttack makes attack mode last at least until until, and
@@ -57,6 +61,12 @@ const (
 	// attack mode by: during a spike every signup would move it, and one
 	// write a second is enough.
 	attackWriteStep = time.Second
+	// rateFlushEvery is how often an instance adds the signups it has
+	// counted for attack mode to the shared rate. The rate is one row
+	// that every instance writes; written by every signup during a spike,
+	// its dead versions would pile up faster than they are pruned
+	// whenever a long transaction holds them.
+	rateFlushEvery = time.Second
 )
 
 // signupLimits runs the per-IP and per-subnet limits and attack mode's
@@ -86,6 +96,12 @@ type signupLimits struct {
 	// from a failure until the next success, so each is logged once.
 	downUntil time.Time
 	down      bool
+	// ratePending are the signups counted here since ratePendingSince,
+	// not yet added to the shared rate, and rateShared the shared rate
+	// as of that last addition.
+	ratePending      int
+	rateShared       int
+	ratePendingSince time.Time
 }
 
 func newSignupLimits(cfg Config, mode string, threshold int, cooldown time.Duration, shared SignupLimits, key []byte, log *slog.Logger) *signupLimits {
@@ -139,13 +155,13 @@ func (l *signupLimits) take(ctx context.Context, ip string, now time.Time) (stri
 func (l *signupLimits) takeShared(ctx context.Context, ip string, now time.Time) (string, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limitsTimeout)
 	defer cancel()
-	// One call counts the signup against each limit in turn and, once
-	// past both, in the rate: the per-IP limit first, so that one client
-	// refused by it does not use up its neighbours' subnet.
-	var kinds [3]string
-	var keys [3][]byte
-	var limits [3]int
-	var results [3]string
+	// One call counts the signup against each limit in turn: the per-IP
+	// limit first, so that one client refused by it does not use up its
+	// neighbours' subnet.
+	var kinds [2]string
+	var keys [2][]byte
+	var limits [2]int
+	var results [2]string
 	k := 0
 	if l.perIP > 0 {
 		kinds[k], keys[k], limits[k], results[k] = limitIP, l.hash(limiterKey(ip)), l.perIP, SignupRateLimited
@@ -155,22 +171,39 @@ func (l *signupLimits) takeShared(ctx context.Context, ip string, now time.Time)
 		kinds[k], keys[k], limits[k], results[k] = limitSubnet, l.hash(subnetKey(ip)), l.perSubnet, SignupSubnetLimited
 		k++
 	}
-	if l.countRate {
-		kinds[k], keys[k] = limitRate, []byte{}
-		k++
-	}
-	if k == 0 {
-		return "", 0, nil
-	}
-	refused, n, wait, err := l.shared.Hit(ctx, now, kinds[:k], keys[:k], limits[:k])
-	if err != nil {
-		return "", 0, err
-	}
-	if refused >= 0 {
-		return results[refused], wait, nil
+	if k > 0 {
+		refused, _, wait, err := l.shared.Hit(ctx, now, kinds[:k], keys[:k], limits[:k])
+		if err != nil {
+			return "", 0, err
+		}
+		if refused >= 0 {
+			return results[refused], wait, nil
+		}
 	}
 	if !l.countRate {
 		return "", 0, nil
+	}
+	// The signup counts towards attack mode here at once, and in the
+	// shared rate at the next addition, at most rateFlushEvery later.
+	l.mu.Lock()
+	l.ratePending++
+	n := l.rateShared + l.ratePending
+	add := 0
+	if now.Sub(l.ratePendingSince) >= rateFlushEvery || now.Before(l.ratePendingSince) {
+		add, l.ratePending, l.ratePendingSince = l.ratePending, 0, now
+	}
+	l.mu.Unlock()
+	if add > 0 {
+		total, err := l.shared.Add(ctx, now, limitRate, []byte{}, add)
+		l.mu.Lock()
+		if err != nil {
+			l.ratePending += add
+			l.mu.Unlock()
+			return "", 0, err
+		}
+		l.rateShared = total
+		n = total + l.ratePending
+		l.mu.Unlock()
 	}
 	// The count says nothing of attack mode turned on by another
 	// instance, so attackChecked stays: attackOn asks on its own.

@@ -20,6 +20,7 @@ type fakeLimits struct {
 	spent   map[string]bool
 	until   time.Time
 	keys    [][]byte // every key Hit was given
+	adds    [][]byte // every key Add was given
 	failing error
 	hang    bool
 }
@@ -52,6 +53,17 @@ func (f *fakeLimits) Hit(ctx context.Context, _ time.Time, kinds []string, keys 
 		n = f.counts[k]
 	}
 	return -1, n, 0, nil
+}
+
+func (f *fakeLimits) Add(ctx context.Context, _ time.Time, kind string, key []byte, n int) (int, error) {
+	if err := f.fail(ctx); err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.adds = append(f.adds, key)
+	f.counts[kind+"/"+string(key)] += n
+	return f.counts[kind+"/"+string(key)], nil
 }
 
 func (f *fakeLimits) AttackUntil(ctx context.Context) (time.Time, error) {
@@ -120,9 +132,10 @@ func TestSharedLimitsSeeNoAddress(t *testing.T) {
 		c.SignupPerSubnet = 10
 		c.Altcha = AltchaAttack
 	})
-	wantStatus(t, signupFrom(h, "198.51.100.7"), http.StatusOK)
-	wantStatus(t, signupFrom(h, "2001:db8::1"), http.StatusOK)
-	wantStatus(t, signupFrom(h, "2001:db8::2"), http.StatusOK)
+	for _, ip := range []string{"198.51.100.7", "2001:db8::1", "2001:db8::2"} {
+		wantStatus(t, signupFrom(h, ip), http.StatusOK)
+		now = now.Add(rateFlushEvery) // each signup reaches the shared rate at once
+	}
 	rec := signupFrom(h, "2001:db8::3")
 	wantStatus(t, rec, http.StatusTooManyRequests)
 	wantHeader(t, rec, "Retry-After", "42")
@@ -134,16 +147,45 @@ func TestSharedLimitsSeeNoAddress(t *testing.T) {
 				t.Errorf("key %q holds the address", k)
 			}
 		}
-		if len(k) != 16 && len(k) != 0 {
-			t.Errorf("key %x is %d bytes, want a 16-byte hash (or empty for the rate)", k, len(k))
+		if len(k) != 16 {
+			t.Errorf("key %x is %d bytes, want a 16-byte hash", k, len(k))
 		}
 	}
-	// ip, subnet, rate for each of the three taken; ip for the refused.
-	if len(f.keys) != 3*3+1 {
-		t.Errorf("Hit calls = %d, want 10", len(f.keys))
+	// ip and subnet for each of the three taken; ip for the refused.
+	if len(f.keys) != 3*2+1 {
+		t.Errorf("keys given to Hit = %d, want 7", len(f.keys))
 	}
-	if f.counts["rate/"] != 3 {
-		t.Errorf("rate = %d, want 3", f.counts["rate/"])
+	if len(f.adds) != 3 || len(f.adds[0]) != 0 || f.counts["rate/"] != 3 {
+		t.Errorf("rate = %d by %d additions, want 3 by 3 with an empty key", f.counts["rate/"], len(f.adds))
+	}
+}
+
+// TestSharedRateAddedOncePerSecond: the signups of one second reach the
+// shared rate in one addition, and count here at once.
+func TestSharedRateAddedOncePerSecond(t *testing.T) {
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	h, f := newLimitsHarness(t, &now, func(c *Config) {
+		c.Altcha = AltchaAttack
+		c.AttackThreshold = 4
+	})
+	for range 4 {
+		wantStatus(t, signupFrom(h, "192.0.2.1"), http.StatusOK)
+	}
+	f.mu.Lock()
+	adds, rate := len(f.adds), f.counts["rate/"]
+	f.mu.Unlock()
+	if adds != 1 || rate != 1 {
+		t.Errorf("after four signups in one second: %d additions, rate %d; want 1 and 1 (the first)", adds, rate)
+	}
+	// The fifth is over the threshold on this instance's own count of
+	// the three not yet added.
+	wantStatus(t, signupFrom(h, "192.0.2.1"), http.StatusUnprocessableEntity)
+	now = now.Add(rateFlushEvery)
+	signupFrom(h, "192.0.2.1")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.adds) != 2 || f.counts["rate/"] != 6 {
+		t.Errorf("a second on: %d additions, rate %d; want 2 and 6", len(f.adds), f.counts["rate/"])
 	}
 }
 

@@ -91,7 +91,7 @@ var hitSQLs = func() []string {
 	return out
 }()
 
-// maxHits is the most counters one Hit takes: a signup has three.
+// maxHits is the most counters one Hit takes: a signup has two.
 const maxHits = 4
 
 // Hit counts one event at now against each counter in turn, kinds[i] and
@@ -134,6 +134,31 @@ func (l *SignupLimits) Hit(ctx context.Context, now time.Time, kinds []string, k
 		n = *counted[i] + prevPart
 	}
 	return -1, n, 0, nil
+}
+
+// Add counts n events at now against the counter (kind, key), without a
+// limit, and returns the events over the last minute, these included. An
+// instance adds up its signups for attack mode's rate and adds them once a
+// second, so that the rate's one row is not written by every signup.
+func (l *SignupLimits) Add(ctx context.Context, now time.Time, kind string, key []byte, n int) (int, error) {
+	if key == nil {
+		key = []byte{}
+	}
+	win, weight := limitWindowOf(now)
+	var total, prev int
+	err := l.db.pool.QueryRow(ctx, `WITH prev AS (
+    SELECT hits FROM signup_counters WHERE win = $1::bigint - 1 AND kind = $2 AND key_hash = $3
+), cur AS (
+    INSERT INTO signup_counters AS c (win, kind, key_hash, hits) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (win, kind, key_hash) DO UPDATE SET hits = c.hits + excluded.hits
+    RETURNING hits
+)
+SELECT (SELECT hits FROM cur), coalesce((SELECT hits FROM prev), 0)`, win, kind, key, n).Scan(&total, &prev)
+	if err != nil {
+		return 0, translate(err, "count signups", "")
+	}
+	l.purgeNow(now)
+	return total + int(float64(prev)*weight), nil
 }
 
 // limitWindowOf returns the minute now falls in and the weight of the

@@ -80,6 +80,26 @@ func TestSignupLimitsHit(t *testing.T) {
 	}
 }
 
+func TestSignupLimitsAdd(t *testing.T) {
+	db := open(t)
+	l := postgres.NewSignupLimits(db, nil)
+	ctx := t.Context()
+	now := time.Date(2026, 3, 4, 5, 6, 10, 0, time.UTC)
+	for _, step := range []struct {
+		at        time.Time
+		add, want int
+	}{
+		{now, 3, 3},
+		{now, 2, 5},
+		// Half a minute into the next: 1 + 5 * 1/2, rounded down.
+		{now.Add(80 * time.Second), 1, 3},
+	} {
+		if got, err := l.Add(ctx, step.at, "rate", nil, step.add); err != nil || got != step.want {
+			t.Errorf("Add(%d) at %v = %d, %v; want %d", step.add, step.at, got, err, step.want)
+		}
+	}
+}
+
 // TestSignupLimitsChain counts against three counters in one call: each
 // counts until one refuses, and from there none does.
 func TestSignupLimitsChain(t *testing.T) {
@@ -207,8 +227,10 @@ func TestSignupLimitsAttackAndSpend(t *testing.T) {
 //	go test ./store/postgres/ -run '^$' -bench SignupLimits -count 5
 //
 // "hit" is one check (the per-IP limit) on one client's counter; "signup"
-// is what a signup costs in attack mode with both limits on: three checks
-// (per IP, per subnet, the shared rate) in one statement.
+// is what a signup costs with both limits on: two checks (per IP, per
+// subnet, a new client and subnet each time) in one statement; "rate" is
+// the addition to attack mode's shared rate each instance makes once a
+// second.
 func BenchmarkSignupLimits(b *testing.B) {
 	db := open(b)
 	l := postgres.NewSignupLimits(db, nil)
@@ -233,9 +255,16 @@ func BenchmarkSignupLimits(b *testing.B) {
 		for b.Loop() {
 			i++
 			ip := []byte{byte(i), byte(i >> 8), byte(i >> 16), 1}
-			refused, _, _, err := l.Hit(ctx, now, []string{"ip", "subnet", "rate"}, [][]byte{ip, ip[:3], nil}, []int{1000, 1000, 0})
+			refused, _, _, err := l.Hit(ctx, now, []string{"ip", "subnet"}, [][]byte{ip, ip[:3]}, []int{1000, 1000})
 			if err != nil || refused >= 0 {
 				b.Fatal(refused, err)
+			}
+		}
+	})
+	b.Run("rate", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := l.Add(ctx, now, "rate", nil, 10); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})
