@@ -24,7 +24,7 @@ const limitPurgeEvery = time.Minute
 // every Herald instance on it sees the same ones: per-IP and per-subnet
 // counters, the signup rate and end of attack mode, and the proof-of-work
 // solutions already spent. It implements web.SignupLimits; each call is one
-// round trip, a signup's three checks included.
+// round trip, a signup's two limit checks included.
 //
 // A counter is a sliding window over the last minute, estimated from two
 // fixed ones as rate limiters commonly do: this minute's count plus the
