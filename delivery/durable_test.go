@@ -104,3 +104,38 @@ func TestRunFailingStoreHoldsSends(t *testing.T) {
 		t.Errorf("settle failures logged %d times, want 3", len(lines))
 	}
 }
+
+// TestRunRefusedResultDoesNotStall: a result the store refuses for good
+// fails every settle it is part of; after a few failures in a row the
+// results are settled one at a time, the refused one is dropped (its lease
+// expires and it is claimed again), and the others are recorded, so the
+// workers waiting for them go on.
+func TestRunRefusedResultDoesNotStall(t *testing.T) {
+	h := newHarness()
+	h.cfg.Workers = 4
+	h.cfg.BatchSize = 10
+	const n = 30
+	for range n {
+		h.store.add("digest")
+	}
+	h.store.refuse = map[int64]bool{5: true}
+	e := New(h.store, h.renderer, h.transport, h.cfg)
+	stop := start(t, e)
+	eventually(t, "every other message recorded as sent", func() bool {
+		for i, s := range h.store.statuses() {
+			if i != 4 && s != "sent" {
+				return false
+			}
+		}
+		return true
+	})
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v; the refused result was dropped, nothing is left to settle", err)
+	}
+	if s := h.store.row(5).Status; s != "sending" {
+		t.Errorf("the refused message is %s, want still sending (its lease will expire)", s)
+	}
+	if lines := h.logs.matching("settle message refused alone", "job_id=5 "); len(lines) == 0 {
+		t.Error("no error logged for the refused result")
+	}
+}

@@ -537,6 +537,7 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 	var buf []Result
 	var waiters []chan<- struct{} // workers waiting for their results in buf
 	failing := false              // after a failed settle, wait for the tick rather than hammer the store
+	failures := 0                 // settles failed in a row
 	release := func() {
 		for _, w := range waiters {
 			close(w)
@@ -548,7 +549,7 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 			linger.Stop()
 			lingering = false
 		}
-		buf, failing = e.flush(ctx, buf)
+		buf, failing = e.flush(ctx, buf, &failures)
 		// While the store fails, the waiting workers send nothing more
 		// (what they sent cannot be recorded), unless Run is stopping.
 		if !failing || ctx.Err() != nil {
@@ -600,14 +601,50 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 	}
 }
 
-// flush settles buf, returning what is still to settle and whether it failed.
-func (e *Engine) flush(ctx context.Context, buf []Result) ([]Result, bool) {
-	if err := e.settle(ctx, buf); err != nil {
-		// Kept for the next flush; if that never works the leases expire
-		// and the messages are claimed again.
-		e.log.Error("settle messages", "count", len(buf), "error", err)
+// isolateAfter is how many settles may fail in a row before the results
+// are settled one at a time, to find one the store refuses.
+const isolateAfter = 3
+
+// flush settles buf, returning what is still to settle and whether it
+// failed; *failures counts the settles failed in a row.
+//
+// A result the store refuses for good (a constraint it breaks, say) would
+// fail every settle it is part of, and hold every worker waiting for the
+// batch it sits in. So after isolateAfter failures in a row the results
+// are settled one at a time: when some of them go through, the store
+// works, and the ones it refuses alone are dropped, with an error in the
+// log; their leases expire and they are claimed again, and a sent one is
+// sent again (a repeat, but not a stall). When none goes through, the
+// store is down, and all are kept for the next flush.
+func (e *Engine) flush(ctx context.Context, buf []Result, failures *int) ([]Result, bool) {
+	err := e.settle(ctx, buf)
+	if err == nil {
+		*failures = 0
+		return nil, false
+	}
+	*failures++
+	// Kept for the next flush; if that never works the leases expire
+	// and the messages are claimed again.
+	e.log.Error("settle messages", "count", len(buf), "error", err)
+	if *failures < isolateAfter || len(buf) < 2 {
 		return buf, true
 	}
+	var refused []Result
+	var errs []error
+	for i := range buf {
+		if err := e.settle(ctx, buf[i:i+1]); err != nil {
+			refused = append(refused, buf[i])
+			errs = append(errs, err)
+		}
+	}
+	if len(refused) == len(buf) {
+		return buf, true
+	}
+	for i, r := range refused {
+		e.log.Error("settle message refused alone: dropped, it will be claimed again once its lease expires",
+			"job_id", r.ID, "outcome", string(r.Outcome), "error", errs[i])
+	}
+	*failures = 0
 	return nil, false
 }
 

@@ -55,6 +55,9 @@ type fakeStore struct {
 	claims     []int // sizes of the batches returned, in order
 	claimed    chan int
 	settleErrs int // fail this many SettleMessages calls first
+	// refuse fails every SettleMessages call with a result of these
+	// message ids, writing nothing (a result the store can never record).
+	refuse map[int64]bool
 	ignored    int // results for rows not leased by the settling owner
 }
 
@@ -143,6 +146,11 @@ func (s *fakeStore) SettleMessages(ctx context.Context, owner string, results []
 	if s.settleErrs > 0 {
 		s.settleErrs--
 		return fmt.Errorf("database is locked")
+	}
+	for _, res := range results {
+		if s.refuse[res.ID] {
+			return fmt.Errorf("message %d: constraint failed", res.ID)
+		}
 	}
 	for _, res := range results {
 		if res.ID < 1 || int(res.ID) > len(s.rows) {
