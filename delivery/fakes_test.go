@@ -57,8 +57,8 @@ type fakeStore struct {
 	settleErrs int // fail this many SettleMessages calls first
 	// refuse fails every SettleMessages call with a result of these
 	// message ids, writing nothing (a result the store can never record).
-	refuse map[int64]bool
-	ignored    int // results for rows not leased by the settling owner
+	refuse  map[int64]bool
+	ignored int // results for rows not leased by the settling owner
 }
 
 func newStore() *fakeStore { return &fakeStore{claimed: make(chan int, 1000)} }
