@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,5 +138,71 @@ func TestRunRefusedResultDoesNotStall(t *testing.T) {
 	}
 	if lines := h.logs.matching("settle message refused alone", "job_id=5 "); len(lines) == 0 {
 		t.Error("no error logged for the refused result")
+	}
+}
+
+// gatingProbe is a durabilityProbe whose transport honours a DataGate as
+// SMTPTransport does: the relay takes a message only once its gate opens.
+type gatingProbe struct {
+	*durabilityProbe
+	early atomic.Int64 // sends that began before their gate was open
+}
+
+func (p *gatingProbe) GatesData() bool { return true }
+
+func (p *gatingProbe) Send(ctx context.Context, e *mailer.Email) error {
+	if g := mailer.DataGateFrom(ctx); g != nil {
+		select {
+		case <-g.Ready:
+		default:
+			p.early.Add(1)
+			if g.Waiting != nil {
+				g.Waiting()
+			}
+			select {
+			case <-g.Ready:
+			case <-ctx.Done():
+				return &mailer.SendError{Stage: mailer.StageData, Err: ctx.Err()}
+			}
+		}
+	}
+	return p.durabilityProbe.Send(ctx, e)
+}
+
+// TestRunGatedSendsKeepDurability: with a transport that honours a
+// DataGate, a worker starts its next message while the last one's settle
+// commits, yet the relay takes it only after that settle: still at most
+// one accepted-but-unrecorded message per worker.
+func TestRunGatedSendsKeepDurability(t *testing.T) {
+	h := newHarness()
+	h.cfg.Workers = 8
+	h.cfg.BatchSize = 100
+	h.cfg.SettleEvery = time.Hour
+	h.cfg.SettleLinger = 20 * time.Millisecond
+	const n = 300
+	for range n {
+		h.store.add("digest")
+	}
+	probe := &gatingProbe{durabilityProbe: &durabilityProbe{fakeTransport: h.transport, store: h.store}}
+	e := New(h.store, h.renderer, probe, h.cfg)
+	start(t, e)
+	eventually(t, "every message sent", func() bool {
+		for _, s := range h.store.statuses() {
+			if s != "sent" {
+				return false
+			}
+		}
+		return true
+	})
+	probe.mu.Lock()
+	defer probe.mu.Unlock()
+	if probe.accepted != n {
+		t.Errorf("the relay accepted %d messages, want %d", probe.accepted, n)
+	}
+	if probe.worst > h.cfg.Workers {
+		t.Errorf("up to %d accepted messages were not yet recorded as sent, want at most %d (one per worker)", probe.worst, h.cfg.Workers)
+	}
+	if probe.early.Load() == 0 {
+		t.Error("no send began before the last one's settle: the gate was never used")
 	}
 }

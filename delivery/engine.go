@@ -160,6 +160,7 @@ type Engine struct {
 	log       *slog.Logger
 	rnd       func(int64) int64 // returns [0, n)
 	wake      chan struct{}
+	soon      chan struct{} // a worker waits at a DataGate: settle now
 	running   atomic.Bool
 	limiter   *rate.Limiter  // nil: no rate limit
 	limiterMu sync.Mutex     // orders reservations by time
@@ -184,6 +185,7 @@ func New(store Store, r Renderer, t mailer.Transport, cfg Config) *Engine {
 		log:       cfg.Logger.With("owner", cfg.Owner),
 		rnd:       mrand.Int64N,
 		wake:      make(chan struct{}, 1),
+		soon:      make(chan struct{}, 1),
 		pause:     circuit{base: cfg.PauseBase, max: cfg.PauseMax},
 		limiter:   newLimiter(cfg.RatePerSecond),
 		domains:   newDomainLimiter(cfg.PerDomainConcurrency),
@@ -245,24 +247,35 @@ func (e *Engine) Run(ctx context.Context) error {
 	settled := make(chan error, 1)
 	go func() { settled <- e.settleLoop(ctx, results) }()
 
+	// A transport that honours a mailer.DataGate lets a worker send its
+	// next message while the last one's settle commits: the relay gets
+	// all of it but the final dot, which waits for the commit.
+	g, _ := e.transport.(mailer.DataGater)
+	gates := g != nil && g.GatesData()
 	var wg sync.WaitGroup
 	for range e.cfg.Workers {
 		wg.Go(func() {
+			var gate *mailer.DataGate // the last accepted message's, until recorded
 			for j := range jobs {
-				r := e.handle(ctx, j)
+				r := e.handle(ctx, j, gate)
 				if r.Outcome != OutcomeSent {
 					results <- r
 					continue
 				}
 				// A message the relay accepted is in flight until its
 				// settle is durable: were the process killed before, it
-				// would be sent again. The worker starts nothing else
-				// meanwhile, so a crash repeats at most one message per
-				// worker.
+				// would be sent again. The relay takes nothing else from
+				// this worker meanwhile (its next message waits at the
+				// gate, or the worker waits here), so a crash repeats at
+				// most one message per worker.
 				durable := make(chan struct{})
 				r.durable = durable
 				results <- r
-				<-durable
+				if gates {
+					gate = &mailer.DataGate{Ready: durable, Waiting: e.settleSoon}
+				} else {
+					<-durable
+				}
 			}
 		})
 	}
@@ -396,7 +409,7 @@ func (e *Engine) mayStart(ctx context.Context, j claimedJob, now time.Time) (Res
 func (e *Engine) startBy(j claimedJob) time.Time { return j.claimedAt.Add(e.cfg.Lease / 2) }
 
 // handle attempts one job, or releases it when it should not start now.
-func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
+func (e *Engine) handle(ctx context.Context, j claimedJob, gate *mailer.DataGate) Result {
 	if res, ok := e.mayStart(ctx, j, e.cfg.Now()); !ok {
 		return res
 	}
@@ -414,6 +427,9 @@ func (e *Engine) handle(ctx context.Context, j claimedJob) Result {
 	var sendErr error
 	email, renderErr := e.render(sendCtx, j.Job)
 	if renderErr == nil {
+		if gate != nil {
+			sendCtx = mailer.WithDataGate(sendCtx, gate)
+		}
 		sendErr = e.transport.Send(sendCtx, email)
 	}
 	latency := time.Since(start)
@@ -538,6 +554,7 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 	var waiters []chan<- struct{} // workers waiting for their results in buf
 	failing := false              // after a failed settle, wait for the tick rather than hammer the store
 	failures := 0                 // settles failed in a row
+	hurry := false                // a worker waits at a DataGate: flush at the next waiting result
 	release := func() {
 		for _, w := range waiters {
 			close(w)
@@ -585,7 +602,8 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 				}
 			}
 			buf = append(buf, r)
-			if !failing && (len(buf) >= e.cfg.BatchSize || len(waiters) >= enough) {
+			if !failing && (len(buf) >= e.cfg.BatchSize || len(waiters) >= enough || hurry && len(waiters) > 0) {
+				hurry = false
 				flush()
 			}
 		case <-linger.C:
@@ -593,11 +611,29 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 			if !failing && len(waiters) > 0 {
 				flush()
 			}
+		case <-e.soon:
+			// The result the worker waits for may still be on its way:
+			// then it is flushed as it arrives.
+			hurry = true
+			if !failing && len(waiters) > 0 {
+				hurry = false
+				flush()
+			}
 		case <-tick.C:
 			if len(buf) > 0 {
 				flush()
 			}
 		}
+	}
+}
+
+// settleSoon asks the settle loop to commit the waiting sent results now
+// rather than linger: a worker's next message waits at its DataGate, holding
+// a relay connection. It never blocks.
+func (e *Engine) settleSoon() {
+	select {
+	case e.soon <- struct{}{}:
+	default:
 	}
 }
 

@@ -150,7 +150,30 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 		return false, false, classify(ctx, StageData, err)
 	}
 	sc.out = appendDotStuffed(sc.out[:0], msg)
-	if err := sc.write(sc.out); err != nil {
+	out := sc.out
+	if g := DataGateFrom(ctx); g != nil && !isClosed(g.Ready) {
+		// Everything but the lone dot: the relay cannot take the message
+		// before it has that.
+		end := len(out) - len(".\r\n")
+		if err := sc.write(out[:end]); err != nil {
+			return false, false, classify(ctx, StageData, err)
+		}
+		if g.Waiting != nil {
+			g.Waiting()
+		}
+		select {
+		case <-g.Ready:
+		case <-ctx.Done():
+			// Mid-DATA: the connection is closed, and the relay drops
+			// the unfinished message.
+			return false, false, classify(ctx, StageData, context.Cause(ctx))
+		}
+		if err := sc.arm(ctx, timeout); err != nil {
+			return false, false, classify(ctx, StageData, err)
+		}
+		out = out[end:]
+	}
+	if err := sc.write(out); err != nil {
 		return false, false, classify(ctx, StageData, err)
 	}
 	if _, _, err := tp.ReadResponse(250); err != nil {
@@ -159,6 +182,54 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 	}
 	sc.dirty = false
 	return true, false, nil
+}
+
+// DataGate holds back the end of a message's data: SMTPTransport writes
+// the whole message but its final "." line and waits for Ready to be
+// closed before writing it, so that the relay cannot take the message
+// before then, while the commands and the message itself already went out.
+// The delivery engine uses it to let a worker send its next message while
+// the previous one's settle commits, and still have the relay take the
+// next one only once the previous one is recorded.
+type DataGate struct {
+	Ready <-chan struct{} // closed when the message may be taken
+	// Waiting, if set, is called when Send has to wait for Ready (it was
+	// not closed when the message was written).
+	Waiting func()
+}
+
+type dataGateKey struct{}
+
+// WithDataGate returns ctx carrying g for a Send: transports that honour it
+// (DataGater) wait for g.Ready before the relay may take the message. If
+// ctx ends first, the send fails as a temporary error at StageData and the
+// relay took nothing.
+func WithDataGate(ctx context.Context, g *DataGate) context.Context {
+	return context.WithValue(ctx, dataGateKey{}, g)
+}
+
+// DataGateFrom returns the DataGate WithDataGate put in ctx, or nil.
+func DataGateFrom(ctx context.Context) *DataGate {
+	g, _ := ctx.Value(dataGateKey{}).(*DataGate)
+	return g
+}
+
+// DataGater is a Transport that honours WithDataGate.
+type DataGater interface {
+	// GatesData reports whether every Send honours a DataGate.
+	GatesData() bool
+}
+
+// GatesData: SMTPTransport honours a DataGate.
+func (t *SMTPTransport) GatesData() bool { return true }
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // stageReset is the RSET that opens a transaction after a failed one. It

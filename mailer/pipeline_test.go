@@ -435,3 +435,58 @@ func TestAppendDotStuffed(t *testing.T) {
 		}
 	}
 }
+
+// TestSMTPDataGate: under WithDataGate the relay receives the commands and
+// the message, but takes it only once the gate's Ready is closed; a send
+// whose context ends at the gate fails as temporary, and the relay took
+// nothing. Without a gate, or with one already open, nothing waits.
+func TestSMTPDataGate(t *testing.T) {
+	be := &backend{}
+	srv := startServer(t, be, "none")
+	tr := NewSMTPTransport(srv.config(TLSNone))
+	defer tr.Close()
+	if !tr.GatesData() {
+		t.Fatal("SMTPTransport.GatesData = false")
+	}
+
+	ready := make(chan struct{})
+	var waited atomic.Int64
+	g := &DataGate{Ready: ready, Waiting: func() { waited.Add(1) }}
+	done := make(chan error, 1)
+	go func() { done <- tr.Send(WithDataGate(context.Background(), g), numbered(1)) }()
+	time.Sleep(200 * time.Millisecond)
+	if n := len(be.messages()); n != 0 {
+		t.Fatalf("the relay took %d messages before the gate opened", n)
+	}
+	if waited.Load() != 1 {
+		t.Errorf("Waiting called %d times, want 1", waited.Load())
+	}
+	close(ready)
+	if err := <-done; err != nil {
+		t.Fatalf("gated send: %v", err)
+	}
+	if n := len(be.messages()); n != 1 {
+		t.Fatalf("the relay took %d messages once the gate opened, want 1", n)
+	}
+
+	// An open gate: sent at once, Waiting not called.
+	if err := tr.Send(WithDataGate(context.Background(), g), numbered(2)); err != nil || waited.Load() != 1 {
+		t.Fatalf("send through an open gate: %v, Waiting called %d times", err, waited.Load())
+	}
+
+	// A gate that never opens: the send gives up when its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := tr.Send(WithDataGate(ctx, &DataGate{Ready: make(chan struct{})}), numbered(3))
+	var se *SendError
+	if !errors.As(err, &se) || se.Stage != StageData || se.Permanent {
+		t.Fatalf("send at a closed gate past its deadline: %v, want a temporary data error", err)
+	}
+	if err := tr.Send(context.Background(), numbered(4)); err != nil {
+		t.Fatalf("the next send: %v", err)
+	}
+	got := be.messages()
+	if len(got) != 3 {
+		t.Fatalf("the relay took %d messages, want 3 (not the one abandoned at the gate)", len(got))
+	}
+}

@@ -197,6 +197,16 @@ func (r *Router) route(domain string) *relay {
 	return nil
 }
 
+// GatesData reports whether every relay of the Router honours a DataGate.
+func (r *Router) GatesData() bool {
+	for _, t := range r.all {
+		if g, ok := t.(DataGater); !ok || !g.GatesData() {
+			return false
+		}
+	}
+	return len(r.all) > 0
+}
+
 // Send sends e through the relay for its recipient. Errors are
 // *RelayError wrapping the relay's error (a *SendError when the relay says
 // why), or a *SendError carrying ErrNoRoute or ErrRelaysDown.
