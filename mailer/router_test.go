@@ -296,3 +296,19 @@ func TestAddressDomain(t *testing.T) {
 		}
 	}
 }
+
+// A Router honours a DataGate only when every one of its relays does.
+func TestRouterGatesData(t *testing.T) {
+	smtpA := NewSMTPTransport(SMTPConfig{Host: "127.0.0.1", Port: 1})
+	smtpB := NewSMTPTransport(SMTPConfig{Host: "127.0.0.1", Port: 2})
+	defer smtpA.Close()
+	defer smtpB.Close()
+	if r := NewRouter([]Route{{Name: "b", Domains: []string{"example.org"}, Transport: smtpB}},
+		[]Weighted{{Name: "a", Transport: smtpA, Weight: 1}}); !r.GatesData() {
+		t.Error("a Router of SMTP relays does not gate data")
+	}
+	if r := NewRouter([]Route{{Name: "other", Domains: []string{"example.org"}, Transport: &routerFake{name: "other"}}},
+		[]Weighted{{Name: "a", Transport: smtpA, Weight: 1}}); r.GatesData() {
+		t.Error("a Router with a relay that does not gate data says it does")
+	}
+}
