@@ -286,6 +286,7 @@ settle() {
   local label=$1 id s b j
   while read -r id s b; do
     for _ in $(seq 1200); do
+      kill -0 "$servepid" 2>/dev/null || { fail "herald serve is gone"; return 1; }
       [ "$(issue_field "$id" pending)" = 0 ] && break
       sleep 0.5
     done
