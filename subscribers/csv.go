@@ -163,7 +163,36 @@ func (s *Service) Import(ctx context.Context, r io.Reader, opts ImportOptions, r
 	if err := flush(); err != nil {
 		return st, err
 	}
+	s.analyzeAfterImport(ctx, st)
 	return st, nil
+}
+
+// AnalyzeAfter is how many subscribers an import must create or change
+// before the store is asked to refresh its planner statistics.
+const AnalyzeAfter = 1000
+
+// Analyzer is implemented by a Store whose query planner needs fresh
+// statistics after a bulk change (PostgreSQL). Without them, the plans of
+// the queries that page through a newsletter's readers are chosen for the
+// empty tables the import started from, and building the next issue can
+// take minutes instead of milliseconds; autovacuum would get there, but
+// only later, or never where it is turned off.
+type Analyzer interface {
+	AnalyzeSubscribers(ctx context.Context) error
+}
+
+// analyzeAfterImport refreshes the store's statistics after an import that
+// created or changed at least AnalyzeAfter subscribers. A dry run's store
+// does not implement Analyzer. A failure is logged, not returned: the
+// import itself is done.
+func (s *Service) analyzeAfterImport(ctx context.Context, st ImportStats) {
+	a, ok := s.store.(Analyzer)
+	if !ok || st.Created+st.Updated < AnalyzeAfter {
+		return
+	}
+	if err := a.AnalyzeSubscribers(ctx); err != nil {
+		s.opts.Logger.WarnContext(ctx, "refresh planner statistics after an import", "error", err.Error())
+	}
 }
 
 func parseImportRow(rec []string, cols map[string]int, line int, s *Service, rejectf func(int, string, string, ...any)) (importRow, bool) {

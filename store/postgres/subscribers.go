@@ -475,3 +475,15 @@ func (t *tx) Enqueue(m subscribers.OutboxMessage) error {
 	}
 	return nil
 }
+
+var _ subscribers.Analyzer = (*DB)(nil)
+
+// AnalyzeSubscribers refreshes the planner's statistics of the tables a
+// bulk import fills (subscribers.Analyzer), so that the next issue's reader
+// pages are planned for the rows that are there now.
+func (db *DB) AnalyzeSubscribers(ctx context.Context) error {
+	if _, err := db.pool.Exec(ctx, `ANALYZE subscribers, subscriber_newsletters`); err != nil {
+		return translate(err, "analyze subscribers", "subscriber")
+	}
+	return nil
+}
