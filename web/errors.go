@@ -60,6 +60,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
+		c.Response().Header().Set("Retry-After", busyRetryAfter)
+	}
 	var werr error
 	switch {
 	case c.Request().Method == http.MethodHead:
@@ -91,9 +94,20 @@ func classify(err error) (status int, code, message string) {
 		return status, he.Code, he.Message
 	case errors.As(err, &ee):
 		return httpErrorDetail(ee.Code)
+	case errors.Is(err, context.DeadlineExceeded):
+		// The work ran out of its time (the store's queue under a
+		// flood of requests, a slow database): the server is overloaded,
+		// which the client may retry, not broken.
+		return http.StatusServiceUnavailable, herald.EUNAVAILABLE, busyMessage
 	}
 	return http.StatusInternalServerError, herald.EINTERNAL, internalMessage
 }
+
+// busyMessage answers a request that ran out of time.
+const busyMessage = "We are very busy just now. Please try again in a minute."
+
+// busyRetryAfter is the Retry-After, in seconds, of a 503.
+const busyRetryAfter = "30"
 
 // statusOf maps a herald error code to an HTTP status.
 func statusOf(code string) int {

@@ -264,6 +264,27 @@ func TestSubscribeServiceFails(t *testing.T) {
 	}
 }
 
+// A signup that runs out of time (the store's queue under a flood) is a 503
+// with Retry-After, not a 500: the reader may try again, and the form's
+// JSON callers can tell overload from breakage.
+func TestSubscribeBusy(t *testing.T) {
+	h := newHarness(t)
+	h.subs.signupErr = fmt.Errorf("signup: write: %w", context.DeadlineExceeded)
+	rec := h.do(t, http.MethodPost, "/subscribe", formType, strings.NewReader(form("email", "jane@example.org")))
+	wantStatus(t, rec, http.StatusServiceUnavailable)
+	wantHeader(t, rec, "Retry-After", "30")
+	wantBody(t, rec, "very busy")
+	wantNoBody(t, rec, "deadline", "Something went wrong")
+
+	rec = h.do(t, http.MethodPost, "/subscribe", "application/json", strings.NewReader(`{"email":"jane@example.org"}`))
+	wantStatus(t, rec, http.StatusServiceUnavailable)
+	wantHeader(t, rec, "Retry-After", "30")
+	wantBody(t, rec, `"code":"`+herald.EUNAVAILABLE+`"`)
+	if !strings.Contains(h.log.String(), "deadline exceeded") {
+		t.Error("the cause is not in the log")
+	}
+}
+
 // A reader who hangs up mid-signup is no server fault: no 500, no error log.
 func TestSubscribeClientGone(t *testing.T) {
 	h := newHarness(t)
