@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,12 @@ type Service struct {
 
 	mu       sync.Mutex
 	building map[int64]bool // issues being built by this Service right now
+
+	// bgCtx is the context of the builds StartNow runs in the background;
+	// Stop cancels it and waits for them (bg).
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // NewService returns a Service for the configured newsletters, with their
@@ -74,6 +81,7 @@ func NewService(store Store, src ArticleSource, newsletters []Newsletter, opts O
 		opts.BatchSize = DefaultBatchSize
 	}
 	s := &Service{store: store, src: src, opts: opts, log: opts.Logger, building: make(map[int64]bool)}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	seen := make(map[string]bool, len(newsletters))
 	for _, n := range newsletters {
 		if n.ID == "" {
@@ -136,25 +144,90 @@ func (s *Service) newsletter(id string) (Newsletter, error) {
 // When ctx ends mid-build the issue stays in status building, and the next
 // RunDue finishes it.
 func (s *Service) SendNow(ctx context.Context, newsletterID string) (*Issue, error) {
-	n, err := s.newsletter(newsletterID)
+	n, iss, cands, err := s.createNow(ctx, newsletterID)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.build(ctx, n, iss, cands); err != nil {
+		return nil, fmt.Errorf("send %s now: issue %d: %w", n.ID, iss.ID, err)
+	}
+	if iss.Status == IssueEmpty {
+		return nil, s.nothingNew(n)
+	}
+	return iss, nil
+}
+
+// StartNow is SendNow for a caller that must not wait for the build, such
+// as a web request under a write timeout: building an issue queues a
+// message for every reader, which at hundreds of thousands of readers
+// takes longer than a request may. The checks run and the issue is created
+// (status building) before StartNow returns, with the same errors as
+// SendNow; the build then goes on in the background, on a context that
+// Stop cancels, not ctx. An issue whose build is cut off (Stop, a crash)
+// stays building and the next RunDue finishes it. Should the articles
+// vanish between the check and the build, the issue ends empty, as with
+// SendNow, but no error reaches the caller.
+func (s *Service) StartNow(ctx context.Context, newsletterID string) (*Issue, error) {
+	n, iss, cands, err := s.createNow(ctx, newsletterID)
+	if err != nil {
+		return nil, err
+	}
+	started := *iss
+	if !s.claim(iss.ID) {
+		return &started, nil // cannot happen for a new issue; someone is on it
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer s.release(iss.ID)
+		defer func() {
+			// No request's recovery is above this goroutine: a panic
+			// would end the process. The issue stays building.
+			if v := recover(); v != nil {
+				s.log.Error("digest issue build panicked; the scheduler retries it", "issue_id", iss.ID,
+					"newsletter", n.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			}
+		}()
+		if err := s.buildClaimed(s.bgCtx, n, iss, cands); err != nil {
+			s.log.Warn("digest issue build stopped; the scheduler finishes it", "issue_id", iss.ID,
+				"newsletter", n.ID, "error", err.Error())
+		}
+	}()
+	return &started, nil
+}
+
+// Stop cancels the builds StartNow left running and waits for them to
+// return. Their issues stay building; RunDue finishes them.
+func (s *Service) Stop() {
+	s.bgCancel()
+	s.bg.Wait()
+}
+
+func (s *Service) nothingNew(n Newsletter) error {
+	return herald.Errorf(herald.ECONFLICT,
+		"Nothing new to send for %s: no reader has an article they have not received.", n.Name)
+}
+
+// createNow runs SendNow's checks and creates the manual issue, in status
+// building, returning it with the newsletter and the candidate articles.
+func (s *Service) createNow(ctx context.Context, newsletterID string) (Newsletter, *Issue, []*articles.Article, error) {
+	n, err := s.newsletter(newsletterID)
+	if err != nil {
+		return Newsletter{}, nil, nil, err
+	}
 	now := s.now()
 	if _, err := s.store.SeenNewsletter(ctx, n.ID, now); err != nil {
-		return nil, fmt.Errorf("send %s now: %w", n.ID, err)
+		return n, nil, nil, fmt.Errorf("send %s now: %w", n.ID, err)
 	}
 	cands, err := s.candidates(ctx, n, now, true)
 	if err != nil {
-		return nil, fmt.Errorf("send %s now: %w", n.ID, err)
+		return n, nil, nil, fmt.Errorf("send %s now: %w", n.ID, err)
 	}
-	nothingNew := herald.Errorf(herald.ECONFLICT,
-		"Nothing new to send for %s: no reader has an article they have not received.", n.Name)
 	has, err := s.anyoneHasNew(ctx, n, cands, now)
 	if err != nil {
-		return nil, fmt.Errorf("send %s now: %w", n.ID, err)
+		return n, nil, nil, fmt.Errorf("send %s now: %w", n.ID, err)
 	} else if !has {
-		return nil, nothingNew
+		return n, nil, nil, s.nothingNew(n)
 	}
 	iss := &Issue{NewsletterID: n.ID, Manual: true, Status: IssueBuilding, CreatedAt: now}
 	// A manual issue's slot is its request time; should a scheduled slot
@@ -167,15 +240,9 @@ func (s *Service) SendNow(ctx context.Context, newsletterID string) (*Issue, err
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("send %s now: %w", n.ID, err)
+		return n, nil, nil, fmt.Errorf("send %s now: %w", n.ID, err)
 	}
-	if err := s.build(ctx, n, iss, cands); err != nil {
-		return nil, fmt.Errorf("send %s now: issue %d: %w", n.ID, iss.ID, err)
-	}
-	if iss.Status == IssueEmpty {
-		return nil, nothingNew
-	}
-	return iss, nil
+	return n, iss, cands, nil
 }
 
 // RunDue makes one scheduler pass: it finishes issues left in status
@@ -396,6 +463,11 @@ func (s *Service) build(ctx context.Context, n Newsletter, iss *Issue, cands []*
 		return nil // another goroutine of this Service is on it
 	}
 	defer s.release(iss.ID)
+	return s.buildClaimed(ctx, n, iss, cands)
+}
+
+// buildClaimed is build for an issue this Service has claimed.
+func (s *Service) buildClaimed(ctx context.Context, n Newsletter, iss *Issue, cands []*articles.Article) error {
 	start := time.Now()
 	after, err := s.store.LastEnqueued(ctx, iss.ID)
 	if err != nil {

@@ -647,3 +647,94 @@ func TestScheduler(t *testing.T) {
 		t.Fatal("the leader lock was never released")
 	}
 }
+
+// gatedStore holds every EnqueueIssue until its gate opens or the call's
+// context ends: a build that takes longer than a request may.
+type gatedStore struct {
+	*sqlite.DB
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (g *gatedStore) EnqueueIssue(ctx context.Context, issueID int64, batch []digest.IssueMessage, now time.Time) error {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.DB.EnqueueIssue(ctx, issueID, batch, now)
+}
+
+// StartNow answers with the issue building while its build goes on in the
+// background, past the end of the caller's context; it reports the same
+// errors as SendNow; Stop cuts a running build off and leaves the issue
+// building for RunDue to finish.
+func TestStartNow(t *testing.T) {
+	e := newEnv(t)
+	e.articles(t, start.Add(-time.Hour))
+	subs := e.readers(t, 7)
+	e.clock.Set(start.Add(time.Minute))
+	g := &gatedStore{DB: e.db, gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	svc := e.service(t, g, func(o *digest.Options) { o.BatchSize = 3 })
+	t.Cleanup(svc.Stop)
+
+	if _, err := svc.StartNow(t.Context(), "monthly"); !herald.IsCode(err, herald.ENOTFOUND) {
+		t.Errorf("unknown newsletter: err = %v, want ENOTFOUND", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	iss, err := svc.StartNow(ctx, "daily")
+	cancel() // the request is over; the build must not care
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss.Status != digest.IssueBuilding || !iss.Manual || iss.ID == 0 {
+		t.Fatalf("StartNow = %+v, want a manual issue building", iss)
+	}
+	<-g.entered // the build is running, held at its first batch
+	close(g.gate)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := svc.Issue(t.Context(), iss.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == digest.IssueSending {
+			if got.Readers != len(subs) {
+				t.Fatalf("built issue = %+v, want %d readers", got, len(subs))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("issue still %s after 10 s", got.Status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Everyone has it now: nothing new, as with SendNow.
+	e.clock.Set(start.Add(2 * time.Minute))
+	if _, err := svc.StartNow(t.Context(), "daily"); !herald.IsCode(err, herald.ECONFLICT) {
+		t.Errorf("second StartNow: err = %v, want ECONFLICT", err)
+	}
+
+	// A build cut off by Stop stays building; RunDue finishes it.
+	e.articles(t, start.Add(time.Minute))
+	e.clock.Set(start.Add(3 * time.Minute))
+	held := &gatedStore{DB: e.db, gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	stopping := e.service(t, held, func(o *digest.Options) { o.BatchSize = 3 })
+	second, err := stopping.StartNow(t.Context(), "daily")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-held.entered
+	stopping.Stop()
+	if got, err := e.svc.Issue(t.Context(), second.ID); err != nil || got.Status != digest.IssueBuilding {
+		t.Fatalf("after Stop: %+v, %v; want the issue still building", got, err)
+	}
+	e.runDue(t)
+	if got, err := e.svc.Issue(t.Context(), second.ID); err != nil || got.Status != digest.IssueSending || got.Readers != len(subs) {
+		t.Fatalf("after RunDue: %+v, %v; want it built for %d readers", got, err, len(subs))
+	}
+}

@@ -152,6 +152,7 @@ func newRealHarness(t testing.TB) *realHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.digs.Stop) // before the store closes: cleanups run last first
 	h.tokens = apitokens.NewService(db, apitokens.Options{})
 	logger := slog.New(slog.NewJSONHandler(h.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.srv, err = New(testConfig(), Deps{
@@ -378,6 +379,24 @@ func bounceOne(t *testing.T, h *realHarness, id int64) {
 }
 
 // settleAll claims every due message and settles it with outcome.
+// waitBuilt waits for the background build of an issue POST .../issues
+// started: until GET /api/v1/issues/{id} no longer says building.
+func waitBuilt(t *testing.T, h *realHarness, id int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec := h.get(t, fmt.Sprintf("/api/v1/issues/%d", id))
+		wantStatus(t, rec, http.StatusOK)
+		if !strings.Contains(rec.Body.String(), `"status":"building"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("issue %d still building after 10 s: %s", id, rec.Body.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func settleAll(t *testing.T, h *realHarness, outcome delivery.Outcome) int {
 	t.Helper()
 	ctx := context.Background()
@@ -482,6 +501,7 @@ func TestNewslettersAndIssues(t *testing.T) {
 	rec = h.do(t, http.MethodPost, "/api/v1/newsletters/daily/issues", "", nil)
 	wantStatus(t, rec, 202)
 	iss := decode[issueAccepted](t, rec)
+	waitBuilt(t, h, iss.ID)
 	if n := settleAll(t, h, delivery.OutcomeFailed); n != 2 {
 		t.Fatalf("settled %d messages, want 2", n)
 	}

@@ -217,14 +217,14 @@ func (s *Server) renderNewsletters(c echo.Context, status int, msg string) error
 	return s.renderAdmin(c, status, adminPageNewslets, p)
 }
 
-// handleAdminSendNow builds an issue of the newsletter now and shows its
+// handleAdminSendNow starts an issue of the newsletter now and shows its
 // progress; with nothing new to send, the newsletters page says so.
 func (s *Server) handleAdminSendNow(c echo.Context) error {
 	if s.digests == nil {
 		return notConfigured("digest service")
 	}
 	id := c.Param("id")
-	iss, err := s.digests.SendNow(c.Request().Context(), id)
+	iss, err := s.digests.StartNow(c.Request().Context(), id)
 	switch {
 	case herald.IsCode(err, herald.ECONFLICT), herald.IsCode(err, herald.ENOTFOUND):
 		return s.renderNewsletters(c, statusOf(herald.ErrorCode(err)), herald.ErrorMessage(err))

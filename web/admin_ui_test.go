@@ -96,6 +96,7 @@ func newAdminHarness(t testing.TB) *adminHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.digs.Stop) // before the store closes: cleanups run last first
 	h.tokens = apitokens.NewService(db, apitokens.Options{})
 	if h.auth, err = adminauth.NewService(ctx, db, adminauth.Options{Now: h.clock.Now}); err != nil {
 		t.Fatal(err)

@@ -137,7 +137,7 @@ func (f *fakeDigests) addIssue(iss *digest.Issue, as ...*articles.Article) {
 	f.articles[iss.ID] = as
 }
 
-func (f *fakeDigests) SendNow(_ context.Context, newsletterID string) (*digest.Issue, error) {
+func (f *fakeDigests) StartNow(_ context.Context, newsletterID string) (*digest.Issue, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sent = append(f.sent, newsletterID)

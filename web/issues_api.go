@@ -48,7 +48,7 @@ func (s *Server) handleSendIssue(c echo.Context) error {
 	if id == "" || len(id) > 64 || hasControl(id) {
 		return herald.Errorf(herald.ENOTFOUND, "There is no newsletter with that id.")
 	}
-	iss, err := s.digests.SendNow(c.Request().Context(), id)
+	iss, err := s.digests.StartNow(c.Request().Context(), id)
 	if err != nil {
 		return fmt.Errorf("send newsletter %q now: %w", id, err)
 	}

@@ -166,10 +166,11 @@ type Articles interface {
 
 // Digests is what the web layer asks of the digest service.
 type Digests interface {
-	// SendNow builds an issue of the newsletter now and enqueues it:
-	// ENOTFOUND for an unknown newsletter, ECONFLICT when there is nothing
-	// new to send.
-	SendNow(ctx context.Context, newsletterID string) (*digest.Issue, error)
+	// StartNow creates an issue of the newsletter now and builds it (a
+	// message queued for every reader) in the background, so that no
+	// request waits for a long list: ENOTFOUND for an unknown newsletter,
+	// ECONFLICT when there is nothing new to send.
+	StartNow(ctx context.Context, newsletterID string) (*digest.Issue, error)
 	// Issue returns one issue, or ENOTFOUND.
 	Issue(ctx context.Context, id int64) (*digest.Issue, error)
 	// Progress counts an issue's messages by outcome; ENOTFOUND for an

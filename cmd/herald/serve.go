@@ -245,6 +245,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 			failure = fmt.Errorf("%s: %w", r.name, r.err)
 		}
 	}
+	// An issue that "send now" is still building in the background stops
+	// here and stays building: the scheduler finishes it at the next start.
+	digests.Stop()
 
 	stopEngine()
 	if engine == nil {
