@@ -83,7 +83,7 @@ func (s signer) sign(purpose byte, id int64, expires time.Time) string {
 // ENOTFOUND for anything malformed or forged, EGONE when it has expired.
 func (s signer) verify(token string, purpose byte, now time.Time) (int64, error) {
 	notValid := herald.Errorf(herald.ENOTFOUND, "This link is not valid. Please use the link from your most recent email.")
-	if len(token) > 64 {
+	if len(token) > 64 || !isBase64URL(token) {
 		return 0, notValid
 	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
@@ -107,6 +107,20 @@ func (s signer) verify(token string, purpose byte, now time.Time) (int64, error)
 		return 0, herald.Errorf(herald.EGONE, "This link has expired. Please use the link from your most recent email.")
 	}
 	return int64(id), nil
+}
+
+// isBase64URL reports whether s holds only the unpadded base64url
+// alphabet. The decoder skips CR and LF, so without this check a token with
+// line breaks in it would pass for the one without: one token, one
+// spelling.
+func isBase64URL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // newKey makes a token signing key.
