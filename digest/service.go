@@ -466,6 +466,33 @@ func (s *Service) build(ctx context.Context, n Newsletter, iss *Issue, cands []*
 	return s.buildClaimed(ctx, n, iss, cands)
 }
 
+// AnalyzeAfter is how many messages an issue's build queues before the
+// store is asked, once, to refresh its planner statistics.
+const AnalyzeAfter = 10_000
+
+// Analyzer is implemented by a Store whose query planner needs fresh
+// statistics when an issue adds many outbox rows at once (PostgreSQL).
+// Without them the delivery engine's claims, which run while the issue is
+// still being queued, are planned for the outbox as it was before: on
+// PostgreSQL a claim of 500 then sorted every queued row (50 ms at 43,000
+// queued) instead of reading 500 from the index. Autovacuum's analyse
+// would come, but up to a minute later, or never where it is off.
+type Analyzer interface {
+	AnalyzeMessages(ctx context.Context) error
+}
+
+// analyze refreshes the store's statistics when it implements Analyzer; a
+// failure is logged, not returned: the build goes on.
+func (s *Service) analyze(ctx context.Context) {
+	a, ok := s.store.(Analyzer)
+	if !ok {
+		return
+	}
+	if err := a.AnalyzeMessages(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("refresh planner statistics during an issue build", "error", err.Error())
+	}
+}
+
 // buildClaimed is build for an issue this Service has claimed.
 func (s *Service) buildClaimed(ctx context.Context, n Newsletter, iss *Issue, cands []*articles.Article) error {
 	start := time.Now()
@@ -477,6 +504,7 @@ func (s *Service) buildClaimed(ctx context.Context, n Newsletter, iss *Issue, ca
 	b := newBuilder(n, cands, iss.CreatedAt)
 	batch := make([]IssueMessage, 0, s.opts.BatchSize)
 	enqueued := 0
+	analyzed := false
 	for {
 		readers, err := s.store.Readers(ctx, n.ID, after, s.opts.BatchSize, iss.CreatedAt)
 		if err != nil {
@@ -499,6 +527,10 @@ func (s *Service) buildClaimed(ctx context.Context, n Newsletter, iss *Issue, ca
 				return fmt.Errorf("enqueue readers after %d: %w", after, err)
 			}
 			enqueued += len(batch)
+			if !analyzed && enqueued >= AnalyzeAfter {
+				analyzed = true
+				s.analyze(ctx)
+			}
 		}
 		if len(readers) < s.opts.BatchSize {
 			break

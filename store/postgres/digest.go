@@ -412,3 +412,15 @@ func (db *DB) LastEnqueued(ctx context.Context, issueID int64) (int64, error) {
 	}
 	return id, nil
 }
+
+var _ digest.Analyzer = (*DB)(nil)
+
+// AnalyzeMessages refreshes the planner's statistics of the outbox
+// (digest.Analyzer), which an issue's build fills by tens of thousands of
+// rows at once.
+func (db *DB) AnalyzeMessages(ctx context.Context) error {
+	if _, err := db.pool.Exec(ctx, `ANALYZE messages`); err != nil {
+		return translate(err, "analyze messages", "message")
+	}
+	return nil
+}
