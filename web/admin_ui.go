@@ -437,7 +437,13 @@ func (s *Server) loginPage(c echo.Context, next string) loginPage {
 func (s *Server) safeNext(next string) string {
 	home := s.prefix + "/admin"
 	if next == "" || !strings.HasPrefix(next, home) || strings.HasPrefix(next, "//") ||
-		strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, home+"/login") {
+		strings.ContainsAny(next, "\\") || hasControl(next) || strings.HasPrefix(next, home+"/login") {
+		return home
+	}
+	// What goes into the Location header must be a URL a browser reads
+	// as this site's path (FuzzAdminLogin found a control byte let
+	// through before hasControl was asked).
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" {
 		return home
 	}
 	rest := next[len(home):]

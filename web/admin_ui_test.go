@@ -193,6 +193,7 @@ func TestAdminLogin(t *testing.T) {
 		{"good password, back to the page asked for", url.Values{"password": {adminPassword}, "next": {"/admin/feeds"}}, 303, "/admin/feeds", ""},
 		{"next outside the admin pages", url.Values{"password": {adminPassword}, "next": {"//evil.example/admin"}}, 303, "/admin", ""},
 		{"next that only starts like it", url.Values{"password": {adminPassword}, "next": {"/administrator"}}, 303, "/admin", ""},
+		{"next with a control byte", url.Values{"password": {adminPassword}, "next": {"/admin/subs\x10cribers"}}, 303, "/admin", ""},
 		{"bad password", url.Values{"password": {"correct horse battery stapler"}}, 401, "", "That password is not right."},
 		{"nothing entered", url.Values{"password": {""}}, 422, "", "Enter the admin password"},
 		{"bootstrap token", url.Values{"token": {"s3cret-admin-token"}}, 303, "/admin", ""},
