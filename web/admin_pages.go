@@ -183,16 +183,25 @@ func (s *Server) issueRow(ctx context.Context, iss *digest.Issue) (issueRow, err
 	return issueRow{
 		ID: iss.ID, URL: s.prefix + "/admin/issues/" + strconv.FormatInt(iss.ID, 10), Subject: iss.Subject,
 		Status: string(iss.Status), CreatedAt: iss.CreatedAt, Total: p.Total, Sent: p.Sent, Failed: p.Failed,
-		Percent: percentDone(p),
+		Percent: percentDone(iss.Status, p),
 	}, nil
 }
 
-// percentDone is the share of an issue's messages that are settled.
-func percentDone(p digest.Progress) int {
-	if p.Total == 0 {
-		return 100
+// percentDone is the share of an issue's messages that are settled. While
+// the issue is still being built its total is still growing, so it is at
+// most 99: "100%" means every reader's message is queued and settled.
+func percentDone(status digest.IssueStatus, p digest.Progress) int {
+	pct := 100
+	if p.Total > 0 {
+		pct = 100 * (p.Total - p.Pending()) / p.Total
 	}
-	return 100 * (p.Total - p.Pending()) / p.Total
+	if status == digest.IssueBuilding {
+		if p.Total == 0 {
+			return 0
+		}
+		pct = min(pct, 99)
+	}
+	return pct
 }
 
 // adminNewslettersPage lists the newsletters with a "Send now" button each.
@@ -275,7 +284,7 @@ func (s *Server) handleAdminIssue(c echo.Context) error {
 	}
 	p := adminIssuePage{
 		adminBase: s.adminFrame(c, iss.Subject, "Newsletters"), Issue: row, Newsletter: s.newsletterOrID(iss.NewsletterID).Name,
-		Progress: issueToJSON(iss, prog), Percent: percentDone(prog),
+		Progress: issueToJSON(iss, prog), Percent: percentDone(iss.Status, prog),
 		Done:        iss.Status == digest.IssueSent || iss.Status == digest.IssueEmpty,
 		ProgressURL: s.prefix + "/admin/issues/" + strconv.FormatInt(id, 10) + "/progress",
 		ResendURL:   s.prefix + "/admin/issues/" + strconv.FormatInt(id, 10) + "/resend-failed",

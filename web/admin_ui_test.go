@@ -597,3 +597,27 @@ func TestAdminTemplatesParse(t *testing.T) {
 		t.Errorf("parsed %d admin pages of %d files (one is the layout)", len(a.sets), len(files))
 	}
 }
+
+// An issue still being built never shows 100%: its total is still growing.
+func TestPercentDone(t *testing.T) {
+	tests := []struct {
+		status  digest.IssueStatus
+		total   int
+		pending int
+		want    int
+	}{
+		{digest.IssueBuilding, 0, 0, 0},
+		{digest.IssueBuilding, 500, 0, 99},
+		{digest.IssueBuilding, 500, 250, 50},
+		{digest.IssueSending, 500, 250, 50},
+		{digest.IssueSending, 500, 0, 100},
+		{digest.IssueEmpty, 0, 0, 100},
+		{digest.IssueSent, 4, 0, 100},
+	}
+	for _, tt := range tests {
+		p := digest.Progress{Total: tt.total, Queued: tt.pending, Sent: tt.total - tt.pending}
+		if got := percentDone(tt.status, p); got != tt.want {
+			t.Errorf("percentDone(%s, %d of %d pending) = %d, want %d", tt.status, tt.pending, tt.total, got, tt.want)
+		}
+	}
+}

@@ -13,6 +13,8 @@
   function update(p) {
     var settled = p.total - p.pending;
     var pct = p.total > 0 ? Math.floor(100 * settled / p.total) : 100;
+    // Still being built: the total is still growing (as percentDone).
+    if (p.status === "building") pct = p.total > 0 ? Math.min(pct, 99) : 0;
     set("sent", p.sent); set("failed", p.failed); set("pending", p.pending);
     set("bounced", p.bounced); set("cancelled", p.cancelled); set("total", p.total);
     set("status", p.status); set("percent", pct + "%");
