@@ -47,6 +47,7 @@ BATCH=${BATCH:-500}
 SESSIONS=${SESSIONS:-20}
 PORT=${PORT:-2525}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 for t in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/time; do
   [ -x "$t" ] || { echo "$t is missing (apt-get install postfix time)" >&2; exit 1; }
 done
@@ -60,17 +61,8 @@ cleanup() {
 trap cleanup EXIT
 if [ -n "${HERALD_BIN:-}" ]; then cp "$HERALD_BIN" "$work/herald"; else go build -o "$work/herald" ./cmd/herald; fi
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# sink_count prints the sink's running message counter (smtp-sink -c writes
-# "sess=.. quit=.. mesg=N" lines, separated by carriage returns).
-sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
 # sink_cpu prints the sink's CPU time so far (user+sys), in seconds.
 sink_cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$sinkpid/stat"; }
-wait_count() { # wait until the sink's counter stops moving (a session may still be closing)
-  local last=-1 now
-  for _ in $(seq 50); do now=$(sink_count); [ "$now" = "$last" ] && break; last=$now; sleep 0.1; done
-  echo "${now:-0}"
-}
 
 # The configuration: the repository's defaults, one newsletter, every
 # reader's first issue carries all five articles.
@@ -112,25 +104,7 @@ EOF
 
 # Five articles as a news site publishes them: headline, byline, picture and
 # a one-sentence summary, dated within the last day.
-mkdir -p "$work/articles"
-for i in 1 2 3 4 5; do
-  cat >"$work/articles/story-$i.md" <<EOF
----
-title: "Council Extends the Peacekeeping Mission in South Sudan for a Year ($i)"
-url: https://ledger.example/$(date -u +%Y/%m/%d)/council-extends-mission-$i/
-author: Reporter Number $i
-date: $(date -u -d "-$i hours" +%Y-%m-%dT%H:%M:%SZ)
-summary: >
-  Delegates worked through the night on the final text, trading amendments on
-  financing, monitoring and the timetable for a review conference.
-image: https://ledger.example/images/story-$i.jpg
----
-
-Delegates worked through the night on the final text, trading amendments on
-financing, monitoring and the timetable for a review conference. Several
-smaller states said the draft still leaves them exposed.
-EOF
-done
+bench_articles "$work/articles"
 
 # The size of one reader's message: one reader, sent into a sink that dumps
 # it. smtp-source then sends messages of that size (SIZE overrides it).

@@ -52,6 +52,7 @@ BATCH=${BATCH:-500}
 PORT=${PORT:-2725}
 CEILING_TIME=${CEILING_TIME:-5s}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 for t in /usr/sbin/smtp-sink /usr/bin/time; do
   [ -x "$t" ] || { echo "$t is missing (apt-get install postfix time)" >&2; exit 1; }
 done
@@ -70,13 +71,6 @@ go test -c -o "$work/mailer.test" ./mailer
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/dkim.pem" 2>/dev/null
 openssl genpkey -algorithm ed25519 -out "$work/dkim-ed25519.pem" 2>/dev/null
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
-wait_count() {
-  local last=-1 now
-  for _ in $(seq 50); do now=$(sink_count); [ "$now" = "$last" ] && break; last=$now; sleep 0.1; done
-  echo "${now:-0}"
-}
 # sink_cpu prints the sink's CPU time so far in clock ticks (utime+stime).
 sink_cpu() { awk '{print $14 + $15}' "/proc/$sinkpid/stat"; }
 hz=$(getconf CLK_TCK)
@@ -116,25 +110,7 @@ newsletters:
     new_reader_articles: 5
     lookback: 720h
 EOF
-mkdir -p "$work/articles"
-for i in 1 2 3 4 5; do
-  cat >"$work/articles/story-$i.md" <<EOF
----
-title: "Council Extends the Peacekeeping Mission in South Sudan for a Year ($i)"
-url: https://ledger.example/$(date -u +%Y/%m/%d)/council-extends-mission-$i/
-author: Reporter Number $i
-date: $(date -u -d "-$i hours" +%Y-%m-%dT%H:%M:%SZ)
-summary: >
-  Delegates worked through the night on the final text, trading amendments on
-  financing, monitoring and the timetable for a review conference.
-image: https://ledger.example/images/story-$i.jpg
----
-
-Delegates worked through the night on the final text, trading amendments on
-financing, monitoring and the timetable for a review conference. Several
-smaller states said the draft still leaves them exposed.
-EOF
-done
+bench_articles "$work/articles"
 awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) printf "reader%d@example%d.org,Reader %d,daily\n", i, i % 997, i }' >"$work/readers.csv"
 
 smtp-sink -c -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &

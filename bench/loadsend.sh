@@ -83,6 +83,7 @@ PORT=${PORT:-2825}
 RATE=${RATE:-}
 HTTP_PORT=${HTTP_PORT:-8825}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 case $engine in sqlite | postgres) ;; *) echo "usage: bench/loadsend.sh [sqlite|postgres]" >&2; exit 2 ;; esac
 for t in wrk curl jq /usr/sbin/smtp-sink; do
   command -v "$t" >/dev/null || { echo "$t is missing (apt-get install wrk postfix curl jq)" >&2; exit 1; }
@@ -120,8 +121,6 @@ now() { date +%s.%N; }
 # loadavg: the machine's load, printed at each phase (other work shares it).
 loadavg() { echo "  (load average $(cut -d' ' -f1-3 /proc/loadavg))"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
-# sink_count prints smtp-sink's running message counter.
-sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
 # sent prints herald_messages_total{outcome="sent"} of digests, of every
 # kind, and of confirmations, and the time, from one scrape of /metrics.
 sent() {
@@ -201,25 +200,7 @@ EOF
 export HERALD_CONFIG="$work/config.yaml"
 
 # The five articles of bench/delivery.sh.
-mkdir -p "$work/articles"
-for i in 1 2 3 4 5; do
-  cat >"$work/articles/story-$i.md" <<EOF
----
-title: "Council Extends the Peacekeeping Mission in South Sudan for a Year ($i)"
-url: https://ledger.example/$(date -u +%Y/%m/%d)/council-extends-mission-$i/
-author: Reporter Number $i
-date: $(date -u -d "-$i hours" +%Y-%m-%dT%H:%M:%SZ)
-summary: >
-  Delegates worked through the night on the final text, trading amendments on
-  financing, monitoring and the timetable for a review conference.
-image: https://ledger.example/images/story-$i.jpg
----
-
-Delegates worked through the night on the final text, trading amendments on
-financing, monitoring and the timetable for a review conference. Several
-smaller states said the draft still leaves them exposed.
-EOF
-done
+bench_articles "$work/articles"
 awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) printf "reader%d@example%d.org,Reader %d,daily\n", i, i % 997, i }' >"$work/readers.csv"
 t0=$(now)
 "$work/herald" subscribers import "$work/readers.csv" --status active >/dev/null
