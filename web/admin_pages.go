@@ -49,6 +49,7 @@ type adminDashboardPage struct {
 	Chart          growthChart
 	Deliverability deliverability
 	Newsletters    []newsletterRow
+	Warnings       []string // Config.ServerWarnings
 }
 
 // newsletterRow is one newsletter with its readers, next run and latest
@@ -88,7 +89,8 @@ func (s *Server) handleAdminDashboard(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := adminDashboardPage{adminBase: s.adminFrame(c, "Dashboard", "Dashboard"), Chart: buildGrowthChart(act)}
+	p := adminDashboardPage{adminBase: s.adminFrame(c, "Dashboard", "Dashboard"), Chart: buildGrowthChart(act),
+		Warnings: s.cfg.ServerWarnings}
 	var bounces, complaints int
 	for _, d := range act {
 		bounces += d.Bounces

@@ -101,6 +101,10 @@ type Config struct {
 	// OutboxDir is where the outbox transport writes .eml files, shown by
 	// the admin mail viewer; "" when mail goes through a relay.
 	OutboxDir string
+	// ServerWarnings are problems with the server Herald runs on, found at
+	// start (such as PostgreSQL's autovacuum being off), one sentence
+	// each, shown on the admin dashboard.
+	ServerWarnings []string
 	// TrustedProxies are the CIDRs (or single addresses) of reverse proxies
 	// whose X-Forwarded-For header is believed. Empty: the client IP is the
 	// socket's peer address.

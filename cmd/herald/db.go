@@ -128,6 +128,9 @@ func copyDatabase(ctx context.Context, path, dsn string, opts dbcopy.Options, st
 		return nil, err
 	}
 	_, err = migrateDatabase(ctx, dst, logger)
+	if err == nil {
+		postgresWarnings(ctx, dst, slog.New(slog.NewTextHandler(stderr, nil)))
+	}
 	dst.Close()
 	if err != nil {
 		return nil, fmt.Errorf("migrate the target: %w", err)

@@ -38,6 +38,7 @@ start.`,
 	if err != nil {
 		return a.fail(fs, err)
 	}
+	postgresWarnings(ctx, db, logger)
 	switch n {
 	case 0:
 		fmt.Fprintln(a.stdout, "database is up to date: no migrations to apply")

@@ -78,6 +78,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	serverWarnings := postgresWarnings(ctx, db, logger.With("component", "database"))
 
 	subs, err := newSubscribers(ctx, cfg, db, logger.With("component", "subscribers"))
 	if err != nil {
@@ -122,7 +123,9 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	site, err := web.New(webConfig(cfg), web.Deps{
+	wcfg := webConfig(cfg)
+	wcfg.ServerWarnings = serverWarnings
+	site, err := web.New(wcfg, web.Deps{
 		Subscribers:    subs,
 		Articles:       arts,
 		Digests:        digests,
