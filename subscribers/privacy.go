@@ -313,6 +313,9 @@ func (s *Service) ExportSubscriber(ctx context.Context, id int64) (*Dossier, err
 	return d, nil
 }
 
+// forgetCopiesTimeout bounds the removal of an erased reader's mail copies.
+const forgetCopiesTimeout = 2 * time.Minute
+
 // Erase deletes a subscriber and every record that holds their personal
 // data, in one transaction, and puts the keyed hash of their address on
 // the suppression list (ReasonErased), so that neither an import nor a
@@ -322,16 +325,20 @@ func (s *Service) ExportSubscriber(ctx context.Context, id int64) (*Dossier, err
 // Afterwards the store is scrubbed (PrivacyStore.Scrub), so that the
 // deleted rows do not linger in its files either; a scrub that cannot
 // finish now (a long read holds the WAL) is logged, and the retention
-// loop's next pass finishes it.
+// loop's next pass finishes it. Then, with Options.MailCopies set, the
+// copies of the mail sent to the reader are removed; a failure there is
+// logged (the erase itself stands) and not retried.
 func (s *Service) Erase(ctx context.Context, id int64, source string) error {
 	ctx, cancel := detach(ctx)
 	defer cancel()
 	now := s.now()
+	var email string
 	err := s.updatePrivacy(ctx, func(tx PrivacyTx) error {
 		sub, err := tx.SubscriberByID(id)
 		if err != nil {
 			return err
 		}
+		email = sub.Email
 		if _, err := tx.AddSuppression(Suppression{Hash: s.addressHash(sub.Email), Reason: ReasonErased, CreatedAt: now}); err != nil {
 			return err
 		}
@@ -345,6 +352,18 @@ func (s *Service) Erase(ctx context.Context, id int64, source string) error {
 	s.opts.Logger.InfoContext(ctx, "subscriber erased", "subscriber_id", id, "source", clip(source, 40))
 	if err := s.privacy.Scrub(ctx); err != nil {
 		s.opts.Logger.WarnContext(ctx, "scrub after erase did not finish; the retention loop retries", "subscriber_id", id, "error", err)
+	}
+	if s.opts.MailCopies != nil {
+		// Its own bound, longer than a write's: the copies may be a large
+		// directory to read through.
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), forgetCopiesTimeout)
+		defer ccancel()
+		n, err := s.opts.MailCopies.ForgetRecipient(cctx, email)
+		if err != nil {
+			s.opts.Logger.ErrorContext(ctx, "removing the erased reader's mail copies did not finish", "subscriber_id", id, "removed", n, "error", err)
+		} else if n > 0 {
+			s.opts.Logger.InfoContext(ctx, "erased reader's mail copies removed", "subscriber_id", id, "removed", n)
+		}
 	}
 	return nil
 }

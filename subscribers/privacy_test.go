@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -303,6 +305,56 @@ func TestEraseByToken(t *testing.T) {
 	list, err := e.svc.Suppressions(ctx, nil, 10)
 	if err != nil || len(list) != 1 || list[0].Reason != subscribers.ReasonErased || len(list[0].Hash) != 32 {
 		t.Errorf("suppressions = %+v, %v", list, err)
+	}
+}
+
+// recordingCopies is a subscribers.MailCopies that records the addresses
+// it is asked to forget and fails with err.
+type recordingCopies struct {
+	addrs []string
+	err   error
+}
+
+func (c *recordingCopies) ForgetRecipient(_ context.Context, addr string) (int, error) {
+	c.addrs = append(c.addrs, addr)
+	return 1, c.err
+}
+
+// An erase, from the preference page or by the operator, has the erased
+// reader's mail copies removed, and only after the erase: a failure there
+// is logged without the address and does not undo or fail the erase.
+func TestEraseForgetsMailCopies(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		copies := &recordingCopies{}
+		if fail {
+			copies.err = errors.New("open outbox: permission denied")
+		}
+		var logs bytes.Buffer
+		e := newEnvWith(t, func(o *subscribers.Options) {
+			o.MailCopies = copies
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		me := activate(t, e, "me@example.org")
+		you := activate(t, e, "you@example.org")
+		if err := e.svc.EraseByToken(ctx, e.svc.PreferencesToken(me.ID)); err != nil {
+			t.Fatalf("EraseByToken (copies failing: %v): %v", fail, err)
+		}
+		if err := e.svc.Erase(ctx, you.ID, "admin"); err != nil {
+			t.Fatalf("Erase (copies failing: %v): %v", fail, err)
+		}
+		if err := e.svc.Erase(ctx, you.ID, "admin"); !herald.IsCode(err, herald.ENOTFOUND) {
+			t.Errorf("second erase: %v, want ENOTFOUND", err)
+		}
+		if want := []string{"me@example.org", "you@example.org"}; !slices.Equal(copies.addrs, want) {
+			t.Errorf("copies forgotten for %q, want %q", copies.addrs, want)
+		}
+		if n := e.count(t, `SELECT COUNT(*) FROM subscribers`); n != 0 {
+			t.Errorf("subscribers = %d, want 0", n)
+		}
+		if l := logs.String(); strings.Contains(l, "@example.org") || fail != strings.Contains(l, "mail copies did not finish") {
+			t.Errorf("log (copies failing: %v):\n%s", fail, l)
+		}
 	}
 }
 

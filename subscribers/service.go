@@ -46,8 +46,21 @@ type Options struct {
 	// IPMode is how much of a reader's IP address the consent records
 	// keep (at signup and at confirmation); default IPTruncate.
 	IPMode IPMode
-	Now    func() time.Time
-	Logger *slog.Logger
+	// MailCopies, when set, holds copies of sent mail outside the database
+	// (the outbox transport's .eml files); Erase removes the erased
+	// reader's copies from it.
+	MailCopies MailCopies
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+// MailCopies is a place that keeps copies of the mail sent to readers
+// outside the database, such as a directory of .eml files.
+type MailCopies interface {
+	// ForgetRecipient removes every kept copy of mail addressed to addr
+	// and returns how many it removed. A place that does not exist (yet)
+	// holds nothing: 0 and no error. Its errors do not contain addr.
+	ForgetRecipient(ctx context.Context, addr string) (int, error)
 }
 
 // Service carries out what readers and operators do to subscribers.

@@ -155,17 +155,23 @@ func startHerald(t *testing.T, smtpPort int) *heraldServer {
 }
 
 // startHeraldWith is startHerald with extra configuration, appended to
-// testConfig's (so text starting "  - id:" adds newsletters).
+// testConfig's (so text starting "  - id:" adds newsletters). A zero
+// smtpPort keeps the outbox transport.
 func startHeraldWith(t *testing.T, smtpPort int, extra string) *heraldServer {
 	t.Helper()
 	addr := freeAddr(t)
 	h := &heraldServer{base: "http://" + addr, token: "e2e-admin-token", stderr: &lockedBuffer{}}
 	path := testConfig(t, extra+"http:\n  addr: "+addr+"\n  base_url: "+h.base+"\n  shutdown_timeout: 5s\n")
 	h.config = path
-	t.Setenv("HERALD_MAIL_TRANSPORT", "smtp")
-	t.Setenv("HERALD_SMTP_HOST", "127.0.0.1")
-	t.Setenv("HERALD_SMTP_PORT", strconv.Itoa(smtpPort))
-	t.Setenv("HERALD_SMTP_TLS", "none")
+	if smtpPort == 0 {
+		// No relay: mail goes to the outbox directory of testConfig.
+		t.Setenv("HERALD_MAIL_TRANSPORT", "outbox")
+	} else {
+		t.Setenv("HERALD_MAIL_TRANSPORT", "smtp")
+		t.Setenv("HERALD_SMTP_HOST", "127.0.0.1")
+		t.Setenv("HERALD_SMTP_PORT", strconv.Itoa(smtpPort))
+		t.Setenv("HERALD_SMTP_TLS", "none")
+	}
 	t.Setenv("HERALD_ADMIN_TOKEN", h.token)
 	t.Setenv("HERALD_LIMITS_SIGNUP_PER_IP", "1000") // the per-IP limit has its own tests in web/
 	t.Setenv("HERALD_LIMITS_SIGNUP_PER_SUBNET", "1000")

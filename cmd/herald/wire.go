@@ -123,7 +123,12 @@ func newDigests(cfg *Config, db database, logger *slog.Logger) (*digest.Service,
 }
 
 // newSubscribers builds the subscribers service from the configuration.
+// With the outbox transport, erasing a reader also removes their .eml files.
 func newSubscribers(ctx context.Context, cfg *Config, db database, logger *slog.Logger) (*subscribers.Service, error) {
+	var copies subscribers.MailCopies
+	if c := mailCopiesOf(cfg); c != nil {
+		copies = c // not a typed nil: no copies means none to remove
+	}
 	return subscribers.NewService(ctx, db, subscribers.Options{
 		Newsletters:         cfg.NewsletterIDs(),
 		MessageIDDomain:     addressDomain(cfg.FromAddress().Address),
@@ -131,6 +136,7 @@ func newSubscribers(ctx context.Context, cfg *Config, db database, logger *slog.
 		IPMode:              subscribers.IPMode(cfg.Privacy.IPMode),
 		SoftBounceThreshold: cfg.Bounces.SoftThreshold,
 		SoftBounceWindow:    cfg.Bounces.SoftWindow,
+		MailCopies:          copies,
 		Logger:              logger,
 	})
 }
