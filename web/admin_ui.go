@@ -420,12 +420,16 @@ type loginPage struct {
 	Error       string
 	Notice      string
 	HasPassword bool
-	TokenOpen   bool // the token section starts open
+	TokenOpen   bool   // the token section starts open
+	LoginToken  string // the form token of the sign-in cookie (logintoken.go)
 }
 
+// loginPage fills the sign-in form, and sets the sign-in cookie its form
+// token is made for.
 func (s *Server) loginPage(c echo.Context, next string) loginPage {
 	p := loginPage{adminBase: s.adminFrame(c, "Sign in", ""), Next: next}
 	p.CSRF = "" // the login page never shows the menu
+	p.LoginToken = s.loginFormToken(c)
 	if ok, err := s.admin.auth.HasPassword(c.Request().Context()); err == nil {
 		p.HasPassword = ok
 	}
@@ -489,6 +493,12 @@ func (s *Server) handleAdminLogin(c echo.Context) error {
 		p.Carry, p.Error = carry, msg
 		p.TokenOpen = p.TokenOpen || c.FormValue(fieldToken) != ""
 		return s.renderAdmin(c, status, adminPageLogin, p)
+	}
+	// Checked before the attempt limit, so that forged posts do not use
+	// up the operator's attempts.
+	if why := s.checkLoginToken(c); why != formOK {
+		s.log.InfoContext(ctx, "admin sign-in form refused: no valid form token", "expired", why == formExpired, "request_id", requestID(c))
+		return retry(http.StatusForbidden, loginRefusal(why))
 	}
 	if ok, wait := s.admin.limiter.allow(c.RealIP(), s.now()); !ok {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))

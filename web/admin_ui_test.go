@@ -118,10 +118,19 @@ func newAdminHarness(t testing.TB) *adminHarness {
 }
 
 // do sends one request through the echo handler; cookie, when set, is the
-// session id.
+// session id. A sign-in POST whose form has no csrf field is given the
+// sign-in cookie and a form token for it, as the sign-in page would; set
+// csrf (even to "") to send what the test chooses.
 func (h *adminHarness) do(t *testing.T, method, target, cookie string, form url.Values, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	var req *http.Request
+	var signIn *http.Cookie
+	if method == http.MethodPost && strings.HasPrefix(target, "/admin/login") && form != nil && !form.Has(fieldCSRF) {
+		var tok string
+		signIn, tok = h.signInToken(t)
+		form = cloneValues(form)
+		form.Set(fieldCSRF, tok)
+	}
 	if form != nil {
 		req = httptest.NewRequest(method, target, strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -131,12 +140,57 @@ func (h *adminHarness) do(t *testing.T, method, target, cookie string, form url.
 	if cookie != "" {
 		req.AddCookie(&http.Cookie{Name: adminCookie, Value: cookie})
 	}
+	if signIn != nil {
+		req.AddCookie(signIn)
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	rec := httptest.NewRecorder()
 	h.srv.Handler().ServeHTTP(rec, req)
 	return rec
+}
+
+// signInToken opens the sign-in page and returns the sign-in cookie it set
+// and the form token in its form.
+func (h *adminHarness) signInToken(t testing.TB) (*http.Cookie, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/admin/login", nil)
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	var ck *http.Cookie
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == h.srv.loginCookieName() {
+			ck = c
+		}
+	}
+	m := regexpCSRF.FindStringSubmatch(rec.Body.String())
+	if ck == nil || m == nil {
+		t.Fatalf("the sign-in page set no sign-in cookie or form token: status %d, headers %v", rec.Code, rec.Header())
+	}
+	return &http.Cookie{Name: ck.Name, Value: ck.Value}, html.UnescapeString(m[1])
+}
+
+// hasSessionCookie reports whether an answer set an admin session cookie.
+func hasSessionCookie(rec *httptest.ResponseRecorder) bool {
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == adminCookie && c.MaxAge >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// regexpCSRF finds a form's csrf field in a page.
+var regexpCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// cloneValues copies form values, so that a helper may add to them.
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
 }
 
 // sessionOf returns the session id a login answer set.
@@ -199,6 +253,8 @@ func TestAdminLogin(t *testing.T) {
 		{"stored write token", url.Values{"token": {writeTok}}, 303, "/admin", ""},
 		{"read token", url.Values{"token": {readTok}}, 403, "", "A read token cannot sign in"},
 		{"unknown token", url.Values{"token": {"hrld_nope"}}, 401, "", "That token is not valid."},
+		{"no form token", url.Values{"password": {adminPassword}, "csrf": {""}}, 403, "", "did not come from this page"},
+		{"forged form token", url.Values{"password": {adminPassword}, "csrf": {"1700000000.AAAAAAAAAAAAAAAAAAAAAA"}}, 403, "", "did not come from this page"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,8 +262,8 @@ func TestAdminLogin(t *testing.T) {
 			wantStatus(t, rec, tt.want)
 			if tt.want != 303 {
 				wantBody(t, rec, tt.body)
-				if len(rec.Result().Cookies()) != 0 {
-					t.Errorf("a failed login set a cookie: %v", rec.Result().Cookies())
+				if hasSessionCookie(rec) {
+					t.Errorf("a failed login set a session cookie: %v", rec.Result().Cookies())
 				}
 				return
 			}

@@ -153,11 +153,20 @@ func FuzzAdminLogin(f *testing.F) {
 	f.Add("token=s3cret-admin-token&next=%2Fadmin%2F..%2F%2Fevil.example")
 	f.Add("password=wrong&carried_form=AAAA.BBBB")
 	f.Add("password=&token=")
+	f.Add("password=" + url.QueryEscape(adminPassword) + "&csrf=1.forged")
+	// Bodies without a csrf field get a real sign-in cookie and form token,
+	// so that the fuzzer reaches past the token check.
+	ck, tok := h.signInToken(f)
 	var n atomic.Uint32
 	f.Fuzz(func(t *testing.T, body string) {
 		i := n.Add(1)
+		v, _ := url.ParseQuery(body)
+		if !strings.Contains(body, "csrf=") {
+			body += "&csrf=" + url.QueryEscape(tok)
+		}
 		req := httptest.NewRequest(http.MethodPost, "/admin/login", strings.NewReader(body))
 		req.Header.Set("Content-Type", formType)
+		req.AddCookie(ck)
 		req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:1234", byte(i>>16), byte(i>>8), byte(i))
 		rec := httptest.NewRecorder()
 		h.srv.Handler().ServeHTTP(rec, req)
@@ -170,7 +179,6 @@ func FuzzAdminLogin(f *testing.F) {
 				t.Fatalf("%q: redirected to %q", body, loc)
 			}
 		}
-		v, _ := url.ParseQuery(body)
 		right := v.Get("password") == adminPassword || strings.TrimSpace(v.Get("token")) == "s3cret-admin-token"
 		if strings.Contains(rec.Header().Get("Set-Cookie"), adminCookie+"=") && !right {
 			t.Fatalf("%q: a session without the password or token", body)
