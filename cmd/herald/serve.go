@@ -163,6 +163,12 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	} else {
 		logger.Warn("no retention loop", "error", err)
 	}
+	// Instances on one PostgreSQL database share the signup limits'
+	// counters: each records its limits.* settings and warns of others
+	// running with different ones.
+	if pg, ok := db.(*postgres.DB); ok {
+		loops = append(loops, background{"limits check", newLimitsCheck(cfg, pg, logger.With("component", "limits")).Run})
+	}
 	if len(cfg.Feeds) > 0 {
 		loops = append(loops, background{"feed poller", newPoller(cfg, db, logger).Run})
 	} else {
