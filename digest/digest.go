@@ -143,6 +143,9 @@ type Store interface {
 	// SettleIssues marks issues in status sending whose messages are all
 	// settled as sent.
 	SettleIssues(ctx context.Context, now time.Time) error
+	// SettleIssue does for one issue what SettleIssues does for all, and
+	// returns the issue as it then stands; ENOTFOUND for an unknown issue.
+	SettleIssue(ctx context.Context, id int64, now time.Time) (*Issue, error)
 	// FindIssue returns one issue, or ENOTFOUND.
 	FindIssue(ctx context.Context, id int64) (*Issue, error)
 	// FindIssues returns issues matching f, newest first.

@@ -601,6 +601,28 @@ func (s *Service) Progress(ctx context.Context, id int64) (Progress, error) {
 	return p, nil
 }
 
+// Follow returns iss as it stands now with its progress, for whoever
+// follows a delivery. An issue still marked sending whose messages have all
+// settled is marked sent first, as the scheduler's next pass would mark it
+// (Store.SettleIssue), so that nobody reads it as sending after the fact
+// and its completion time, once shown, stays as shown.
+func (s *Service) Follow(ctx context.Context, iss *Issue) (*Issue, Progress, error) {
+	p, err := s.store.IssueProgress(ctx, iss.ID)
+	if err != nil {
+		return nil, Progress{}, fmt.Errorf("issue %d progress: %w", iss.ID, err)
+	}
+	if iss.Status != IssueSending || p.Pending() > 0 {
+		return iss, p, nil
+	}
+	// One write per issue: from then on it reads as sent. The store checks
+	// again that nothing is left to send, in the same statement.
+	settled, err := s.store.SettleIssue(ctx, iss.ID, s.now())
+	if err != nil {
+		return nil, Progress{}, fmt.Errorf("settle issue %d: %w", iss.ID, err)
+	}
+	return settled, p, nil
+}
+
 // Issues returns the issues matching f, newest first.
 func (s *Service) Issues(ctx context.Context, f IssueFilter) ([]*Issue, error) {
 	list, err := s.store.FindIssues(ctx, f)

@@ -429,11 +429,11 @@ func (s *Server) handleListIssues(c echo.Context) error {
 		page.NextCursor = encodeCursor(list[limit-1].ID)
 	}
 	for _, iss := range list {
-		p, err := s.digests.Progress(ctx, iss.ID)
+		cur, p, err := s.digests.Follow(ctx, iss)
 		if err != nil {
 			return fmt.Errorf("progress of issue %d: %w", iss.ID, err)
 		}
-		page.Items = append(page.Items, issueToJSON(iss, p))
+		page.Items = append(page.Items, issueToJSON(cur, p))
 	}
 	return c.JSON(http.StatusOK, page)
 }

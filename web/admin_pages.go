@@ -177,16 +177,23 @@ func (s *Server) newsletterRows(ctx context.Context, recent int) ([]newsletterRo
 	return out, nil
 }
 
+// issueRow is the row of an issue in the newsletters' lists, as it stands
+// (see Digests.Follow).
 func (s *Server) issueRow(ctx context.Context, iss *digest.Issue) (issueRow, error) {
-	p, err := s.digests.Progress(ctx, iss.ID)
+	cur, p, err := s.digests.Follow(ctx, iss)
 	if err != nil {
 		return issueRow{}, fmt.Errorf("progress of issue %d: %w", iss.ID, err)
 	}
+	return s.rowOf(cur, p), nil
+}
+
+// rowOf is the row of an issue with that progress.
+func (s *Server) rowOf(iss *digest.Issue, p digest.Progress) issueRow {
 	return issueRow{
 		ID: iss.ID, URL: s.prefix + "/admin/issues/" + strconv.FormatInt(iss.ID, 10), Subject: iss.Subject,
 		Status: string(iss.Status), CreatedAt: iss.CreatedAt, Total: p.Total, Sent: p.Sent, Failed: p.Failed,
 		Percent: percentDone(iss.Status, p),
-	}, nil
+	}
 }
 
 // percentDone is the share of an issue's messages that are settled. While
@@ -276,16 +283,12 @@ func (s *Server) handleAdminIssue(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("admin issue %d: %w", id, err)
 	}
-	prog, err := s.digests.Progress(ctx, id)
+	iss, prog, err := s.digests.Follow(ctx, iss)
 	if err != nil {
 		return fmt.Errorf("progress of issue %d: %w", id, err)
 	}
-	row, err := s.issueRow(ctx, iss)
-	if err != nil {
-		return err
-	}
 	p := adminIssuePage{
-		adminBase: s.adminFrame(c, iss.Subject, "Newsletters"), Issue: row, Newsletter: s.newsletterOrID(iss.NewsletterID).Name,
+		adminBase: s.adminFrame(c, iss.Subject, "Newsletters"), Issue: s.rowOf(iss, prog), Newsletter: s.newsletterOrID(iss.NewsletterID).Name,
 		Progress: issueToJSON(iss, prog), Percent: percentDone(iss.Status, prog),
 		Done:        iss.Status == digest.IssueSent || iss.Status == digest.IssueEmpty,
 		ProgressURL: s.prefix + "/admin/issues/" + strconv.FormatInt(id, 10) + "/progress",
@@ -364,7 +367,7 @@ func (s *Server) handleAdminIssueProgress(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("admin issue %d: %w", id, err)
 	}
-	p, err := s.digests.Progress(ctx, id)
+	iss, p, err := s.digests.Follow(ctx, iss)
 	if err != nil {
 		return fmt.Errorf("progress of issue %d: %w", id, err)
 	}

@@ -178,6 +178,17 @@ func (f *fakeDigests) Progress(_ context.Context, id int64) (digest.Progress, er
 	return f.progress[id], nil
 }
 
+// Follow returns the issue as stored and its progress: the fake settles
+// nothing (the real service's settling is tested in issues_api_test.go).
+func (f *fakeDigests) Follow(ctx context.Context, iss *digest.Issue) (*digest.Issue, digest.Progress, error) {
+	cur, err := f.Issue(ctx, iss.ID)
+	if err != nil {
+		return nil, digest.Progress{}, err
+	}
+	p, err := f.Progress(ctx, iss.ID)
+	return cur, p, err
+}
+
 func (f *fakeDigests) Issues(_ context.Context, flt digest.IssueFilter) ([]*digest.Issue, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

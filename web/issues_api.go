@@ -58,7 +58,9 @@ func (s *Server) handleSendIssue(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, issueAccepted{ID: iss.ID, Status: string(iss.Status), URL: link})
 }
 
-// handleGetIssue shows an issue and how far its delivery has come.
+// handleGetIssue shows an issue and how far its delivery has come: sent as
+// soon as nothing is left to send, not only after the scheduler's next
+// pass.
 func (s *Server) handleGetIssue(c echo.Context) error {
 	if s.digests == nil {
 		return notConfigured("digest service")
@@ -72,7 +74,7 @@ func (s *Server) handleGetIssue(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("get issue %d: %w", id, err)
 	}
-	p, err := s.digests.Progress(ctx, id)
+	iss, p, err := s.digests.Follow(ctx, iss)
 	if err != nil {
 		return fmt.Errorf("progress of issue %d: %w", id, err)
 	}

@@ -2,10 +2,14 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"herald/delivery"
 	"herald/digest"
 )
 
@@ -99,4 +103,90 @@ func TestGetIssue(t *testing.T) {
 
 	rec = h.get(t, "/api/v1/issues/7")
 	wantAPIError(t, rec, http.StatusUnauthorized, "unauthorized", "token")
+}
+
+// As soon as the last message of an issue settles, the issue reads as
+// sent, through the API and the admin issue page alike, without waiting
+// for the scheduler's SettleIssues: the stored row is settled on the read,
+// once, and its completion time stays as first shown.
+func TestIssueSentOnceNothingIsLeftToSend(t *testing.T) {
+	h := newRealHarness(t)
+	ctx := t.Context()
+	h.importCSV(t, "email,newsletters\nann@example.org,daily\nbob@example.org,daily\n")
+	wantStatus(t, h.json(t, http.MethodPost, "/api/v1/articles", `{"url":"https://passblue.example/x","title":"X"}`), 201)
+	rec := h.do(t, http.MethodPost, "/api/v1/newsletters/daily/issues", "", nil)
+	wantStatus(t, rec, 202)
+	id := decode[issueAccepted](t, rec).ID
+	waitBuilt(t, h, id)
+	target := "/api/v1/issues/" + strconv.FormatInt(id, 10)
+	wantBody(t, h.get(t, target), `"status":"sending"`, `"pending":2`, `"completed_at":null`)
+
+	jobs, err := h.db.ClaimMessages(ctx, "test", time.Now().Add(time.Second), time.Minute, 10)
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("claimed %d, %v; want 2", len(jobs), err)
+	}
+	settle := func(j delivery.Job, o delivery.Outcome) {
+		t.Helper()
+		err := h.db.SettleMessages(ctx, "test", []delivery.Result{{ID: j.ID, SubscriberID: j.SubscriberID, Outcome: o, At: time.Now(), Error: "x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(jobs[0], delivery.OutcomeSent)
+	wantBody(t, h.get(t, target), `"status":"sending"`, `"pending":1`, `"completed_at":null`)
+	if iss, err := h.db.FindIssue(ctx, id); err != nil || iss.Status != digest.IssueSending {
+		t.Fatalf("stored issue with a message in flight: %+v, %v", iss, err)
+	}
+
+	settle(jobs[1], delivery.OutcomeFailed)
+	got := decode[issueJSON](t, h.get(t, target))
+	if got.Status != "sent" || got.Pending != 0 || got.Sent != 1 || got.Failed != 1 || got.CompletedAt == nil {
+		t.Fatalf("issue after its last message settled = %+v, want sent with completed_at", got)
+	}
+	stored, err := h.db.FindIssue(ctx, id)
+	if err != nil || stored.Status != digest.IssueSent || stored.CompletedAt.UTC().Format(time.RFC3339) != *got.CompletedAt {
+		t.Fatalf("stored issue = %+v, %v; want sent at %s", stored, err, *got.CompletedAt)
+	}
+	// The scheduler's pass, later, changes nothing any more.
+	if err := h.db.SettleIssues(ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if again := decode[issueJSON](t, h.get(t, target)); again.Status != "sent" || again.CompletedAt == nil || *again.CompletedAt != *got.CompletedAt {
+		t.Errorf("after SettleIssues: %+v, want %+v", again, got)
+	}
+	list := decode[issuePage](t, h.get(t, "/api/v1/issues?status=sent"))
+	if len(list.Items) != 1 || list.Items[0].ID != id {
+		t.Errorf("sent issues = %+v", list)
+	}
+}
+
+// The admin issue page settles the issue just the same, and its progress
+// feed then shows it sent.
+func TestAdminIssueSentOnceNothingIsLeftToSend(t *testing.T) {
+	h := newAdminHarness(t)
+	_, id := h.seed(t)
+	raw := h.login(t)
+	ctx := t.Context()
+	jobs, err := h.db.ClaimMessages(ctx, "test", time.Now().Add(time.Second), time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res []delivery.Result
+	for _, j := range jobs {
+		res = append(res, delivery.Result{ID: j.ID, SubscriberID: j.SubscriberID, Outcome: delivery.OutcomeSent, At: time.Now()})
+	}
+	if err := h.db.SettleMessages(ctx, "test", res); err != nil {
+		t.Fatal(err)
+	}
+	rec := h.do(t, http.MethodGet, fmt.Sprintf("/admin/issues/%d", id), raw, nil)
+	wantStatus(t, rec, 200)
+	if strings.Contains(rec.Body.String(), `http-equiv="refresh"`) {
+		t.Errorf("the page of an issue with nothing left to send still refreshes itself")
+	}
+	rec = h.do(t, http.MethodGet, fmt.Sprintf("/admin/issues/%d/progress", id), raw, nil)
+	wantStatus(t, rec, 200)
+	wantBody(t, rec, `"status":"sent"`, `"pending":0`, `"sent":2`)
+	if strings.Contains(rec.Body.String(), `"completed_at":null`) {
+		t.Errorf("progress of a sent issue has no completed_at: %s", rec.Body.String())
+	}
 }

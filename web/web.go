@@ -180,6 +180,10 @@ type Digests interface {
 	// Progress counts an issue's messages by outcome; ENOTFOUND for an
 	// unknown issue.
 	Progress(ctx context.Context, id int64) (digest.Progress, error)
+	// Follow returns an issue as it stands, with its progress: one still
+	// marked sending with nothing left to send is settled (sent, with its
+	// completion time) first.
+	Follow(ctx context.Context, iss *digest.Issue) (*digest.Issue, digest.Progress, error)
 	// Issues returns the issues matching f, newest first.
 	Issues(ctx context.Context, f digest.IssueFilter) ([]*digest.Issue, error)
 	// IssueArticles returns the articles of the issue's main edition, in

@@ -295,11 +295,33 @@ func (db *DB) FinishBuilding(ctx context.Context, issueID int64, now time.Time) 
 // as sent, at now. Instances settling at once mark each issue once: the
 // second re-reads the row after the first commits, and finds it sent.
 func (db *DB) SettleIssues(ctx context.Context, now time.Time) error {
-	_, err := db.pool.Exec(ctx, `UPDATE issues i SET status = 'sent', completed_at = $1
-        WHERE i.status = 'sending'
-          AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.issue_id = i.id AND m.status IN ('queued', 'sending'))`,
-		now)
+	_, err := db.pool.Exec(ctx, `UPDATE issues i SET status = 'sent', completed_at = $1 WHERE `+settledWhere, now)
 	return translate(err, "settle issues", "issue")
+}
+
+// settledWhere holds for an issue i in status sending with no message left
+// to send: what SettleIssues and SettleIssue mark sent.
+const settledWhere = `i.status = 'sending'
+    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.issue_id = i.id AND m.status IN ('queued', 'sending'))`
+
+// SettleIssue marks one issue sent at now, as SettleIssues would, when it
+// is sending with no message left to send, and returns it as it then
+// stands; ENOTFOUND for an unknown issue.
+func (db *DB) SettleIssue(ctx context.Context, id int64, now time.Time) (*digest.Issue, error) {
+	var iss *digest.Issue
+	err := db.inTx(ctx, func(t pgx.Tx) error {
+		if _, err := t.Exec(ctx, `UPDATE issues i SET status = 'sent', completed_at = $1 WHERE i.id = $2 AND `+settledWhere,
+			now, id); err != nil {
+			return err
+		}
+		var err error
+		iss, err = scanIssue(t.QueryRow(ctx, `SELECT `+issueColumns+` FROM issues i WHERE i.id = $1`, id))
+		return err
+	})
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("settle issue %d", id), "issue")
+	}
+	return iss, nil
 }
 
 // FindIssue returns one issue, or ENOTFOUND.

@@ -421,6 +421,26 @@ func (db *DB) SettleIssues(ctx context.Context, now time.Time) error {
 	return translate(err, "settle issues", "issue")
 }
 
+// SettleIssue marks one issue sent at now, as SettleIssues would, when it
+// is sending with no message left to send, and returns it as it then
+// stands; ENOTFOUND for an unknown issue.
+func (db *DB) SettleIssue(ctx context.Context, id int64, now time.Time) (*digest.Issue, error) {
+	var iss *digest.Issue
+	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
+		if _, err := t.ExecContext(ctx, `UPDATE issues SET status = 'sent', completed_at = ? WHERE id IN (`+settledSQL+` AND i.id = ?)`,
+			encTimeNN(now), id); err != nil {
+			return err
+		}
+		var err error
+		iss, err = scanIssue(t.QueryRowContext(ctx, `SELECT `+issueColumns+` FROM issues i WHERE i.id = ?`, id))
+		return err
+	})
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("settle issue %d", id), "issue")
+	}
+	return iss, nil
+}
+
 // FindIssue returns one issue, or ENOTFOUND.
 func (db *DB) FindIssue(ctx context.Context, id int64) (*digest.Issue, error) {
 	iss, err := scanIssue(db.reader.QueryRowContext(ctx, `SELECT `+issueColumns+` FROM issues i WHERE i.id = ?`, id))

@@ -42,6 +42,7 @@ func RunDigest(t *testing.T, open func(t *testing.T) DigestStore) {
 		{"FinishBuilding", testFinishBuilding},
 		{"ClaimCarriesEdition", testClaimCarriesEdition},
 		{"ProgressAndSettleIssues", testProgressAndSettle},
+		{"SettleIssue", testSettleIssue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -730,5 +731,93 @@ func testProgressAndSettle(t *testing.T, s DigestStore) {
 	// Finishing a sent issue again leaves it sent.
 	if again := dgFinish(t, s, iss.ID, at(3*time.Hour)); again.Status != digest.IssueSent {
 		t.Fatalf("FinishBuilding on a sent issue made it %q", again.Status)
+	}
+}
+
+// SettleIssue settles the one issue it names (no other), once, as
+// SettleIssues would: not while a message is queued or being sent, not an
+// issue building, and a later settle of either kind keeps the first
+// completion time.
+func testSettleIssue(t *testing.T, s DigestStore) {
+	ctx := t.Context()
+	subsA := dgReaders(t, s, "daily", "a1", "a2")
+	subsB := dgReaders(t, s, "daily", "b1")
+	subsC := dgReaders(t, s, "daily", "c1")
+	a := dgIssue(t, s, "daily", at(0))
+	dgEnqueue(t, s, a.ID, dgMessages(a.ID, subsA, 1), at(0))
+	dgFinish(t, s, a.ID, at(0))
+	b := dgIssue(t, s, "daily", at(time.Second))
+	dgEnqueue(t, s, b.ID, dgMessages(b.ID, subsB, 1), at(0))
+	dgFinish(t, s, b.ID, at(0))
+	c := dgIssue(t, s, "daily", at(2*time.Second))
+	dgEnqueue(t, s, c.ID, dgMessages(c.ID, subsC, 1), at(0))
+	dgFinish(t, s, c.ID, at(0))
+	settle := func(id int64, now time.Time) *digest.Issue {
+		t.Helper()
+		iss, err := s.SettleIssue(ctx, id, now)
+		if err != nil {
+			t.Fatalf("SettleIssue(%d): %v", id, err)
+		}
+		if got := dgFind(t, s, id); got.Status != iss.Status || !got.CompletedAt.Equal(iss.CompletedAt) {
+			t.Fatalf("SettleIssue(%d) returned %+v, the store holds %+v", id, iss, got)
+		}
+		return iss
+	}
+
+	if got := settle(a.ID, at(time.Minute)); got.Status != digest.IssueSending || !got.CompletedAt.IsZero() {
+		t.Fatalf("issue with queued messages settled as %+v", got)
+	}
+	jobs, err := s.ClaimMessages(ctx, "w", at(time.Minute), time.Minute, 100)
+	if err != nil || len(jobs) != 4 {
+		t.Fatalf("claimed %d, %v; want 4", len(jobs), err)
+	}
+	if got := settle(a.ID, at(time.Minute)); got.Status != digest.IssueSending {
+		t.Fatalf("issue with messages being sent settled as %+v", got)
+	}
+	var results []delivery.Result
+	for _, j := range jobs {
+		o := delivery.OutcomeSent
+		switch j.SubscriberID {
+		case subsA[1]:
+			o = delivery.OutcomeFailed
+		case subsB[0]:
+			o = delivery.OutcomeRetry
+		}
+		results = append(results, delivery.Result{ID: j.ID, SubscriberID: j.SubscriberID, Outcome: o,
+			At: at(time.Minute), NextAttemptAt: at(time.Hour), Error: "x"})
+	}
+	if err := s.SettleMessages(ctx, "w", results); err != nil {
+		t.Fatal(err)
+	}
+
+	got := settle(a.ID, at(2*time.Minute))
+	if got.ID != a.ID || got.Status != digest.IssueSent || !got.CompletedAt.Equal(at(2*time.Minute)) || got.Subject != a.Subject {
+		t.Fatalf("settled issue = %+v, want sent at %v", got, at(2*time.Minute))
+	}
+	if other := dgFind(t, s, b.ID); other.Status != digest.IssueSending {
+		t.Fatalf("settling issue %d changed issue %d, with a message to retry, to %q", a.ID, b.ID, other.Status)
+	}
+	if other := dgFind(t, s, c.ID); other.Status != digest.IssueSending {
+		t.Fatalf("settling issue %d settled issue %d too", a.ID, c.ID)
+	}
+	if again := settle(a.ID, at(3*time.Hour)); again.Status != digest.IssueSent || !again.CompletedAt.Equal(at(2*time.Minute)) {
+		t.Fatalf("settled again = %+v, want still sent at %v", again, at(2*time.Minute))
+	}
+	if err := s.SettleIssues(ctx, at(4*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if after := dgFind(t, s, a.ID); !after.CompletedAt.Equal(at(2 * time.Minute)) {
+		t.Fatalf("SettleIssues moved the completion time to %v", after.CompletedAt)
+	}
+	if after := dgFind(t, s, c.ID); after.Status != digest.IssueSent || !after.CompletedAt.Equal(at(4*time.Hour)) {
+		t.Fatalf("issue %d after SettleIssues = %+v, want sent at %v", c.ID, after, at(4*time.Hour))
+	}
+
+	building := dgIssue(t, s, "daily", at(time.Hour))
+	if got := settle(building.ID, at(5*time.Hour)); got.Status != digest.IssueBuilding {
+		t.Fatalf("building issue settled as %q", got.Status)
+	}
+	if _, err := s.SettleIssue(ctx, 999999, at(5*time.Hour)); !herald.IsCode(err, herald.ENOTFOUND) {
+		t.Fatalf("SettleIssue of no issue: %v, want ENOTFOUND", err)
 	}
 }
