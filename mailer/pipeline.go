@@ -25,7 +25,15 @@ import (
 // transaction before the connection failed (a reused connection the relay
 // had closed): the message was certainly not taken, and may be sent again
 // on a new connection at once.
-func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, to string, msg []byte) (keep, unanswered bool, err error) {
+//
+// opened reports that MAIL FROM, RCPT TO and DATA of this transaction
+// already went out, with the previous message's final dot (a Chain): only
+// their replies are read. next, when not nil and the relay pipelines, is
+// asked for the envelope of the message to open after this one; chained
+// reports that its commands went out with this message's dot, and that the
+// connection (when keep) now waits for that message.
+func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, to string, msg []byte,
+	opened bool, next func() (from, to string, ok bool)) (keep, unanswered, chained bool, err error) {
 	stop := sc.watch(ctx)
 	defer func() {
 		// If the watcher fired, the deadline may already be in the
@@ -47,9 +55,10 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 		seq[n] = command{stage: stage, expect: expect, start: start, end: len(cmds)}
 		n++
 	}
-	if sc.dirty {
+	if sc.dirty && !opened {
 		// The previous transaction did not end with the relay's 250 to
-		// the message: start clean.
+		// the message: start clean. (A chained transaction follows a
+		// final reply, which ends any transaction.)
 		add(stageReset, 250, "RSET")
 	}
 	add(StageMail, 250, "MAIL FROM:<", from, ">")
@@ -96,32 +105,34 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 	}
 
 	if err := sc.arm(ctx, timeout); err != nil {
-		return false, true, classify(ctx, seq[0].stage, err)
+		return false, true, false, classify(ctx, seq[0].stage, err)
 	}
 	if sc.pipelining {
-		if err := sc.write(cmds); err != nil {
-			return false, true, classify(ctx, seq[0].stage, err)
+		if !opened {
+			if err := sc.write(cmds); err != nil {
+				return false, true, false, classify(ctx, seq[0].stage, err)
+			}
 		}
 		for _, c := range seq[:n] {
 			if !reply(c) {
-				return false, !answered, first
+				return false, !answered, false, first
 			}
 		}
 	} else {
 		for i, c := range seq[:n] {
 			if i > 0 {
 				if err := sc.arm(ctx, timeout); err != nil {
-					return false, false, classify(ctx, c.stage, err)
+					return false, false, false, classify(ctx, c.stage, err)
 				}
 			}
 			if err := sc.write(cmds[c.start:c.end]); err != nil {
-				return false, !answered, classify(ctx, c.stage, err)
+				return false, !answered, false, classify(ctx, c.stage, err)
 			}
 			if !reply(c) {
-				return false, !answered, first
+				return false, !answered, false, first
 			}
 			if first != nil {
-				return true, false, first
+				return true, false, false, first
 			}
 		}
 	}
@@ -131,23 +142,23 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 			// command before it failed (no valid recipient). End the
 			// empty message with a lone dot; the relay refuses it.
 			if err := sc.arm(ctx, timeout); err != nil {
-				return false, false, first
+				return false, false, false, first
 			}
 			if err := sc.write([]byte(".\r\n")); err != nil {
-				return false, false, first
+				return false, false, false, first
 			}
 			if _, _, err := tp.ReadResponse(250); err != nil {
 				var te *textproto.Error
 				if !errors.As(err, &te) || te.Code == 421 {
-					return false, false, first
+					return false, false, false, first
 				}
 			}
 		}
-		return true, false, first
+		return true, false, false, first
 	}
 
 	if err := sc.arm(ctx, timeout); err != nil {
-		return false, false, classify(ctx, StageData, err)
+		return false, false, false, classify(ctx, StageData, err)
 	}
 	sc.out = appendDotStuffed(sc.out[:0], msg)
 	out := sc.out
@@ -156,7 +167,7 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 		// before it has that.
 		end := len(out) - len(".\r\n")
 		if err := sc.write(out[:end]); err != nil {
-			return false, false, classify(ctx, StageData, err)
+			return false, false, false, classify(ctx, StageData, err)
 		}
 		if g.Waiting != nil {
 			g.Waiting()
@@ -166,22 +177,36 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 		case <-ctx.Done():
 			// Mid-DATA: the connection is closed, and the relay drops
 			// the unfinished message.
-			return false, false, classify(ctx, StageData, context.Cause(ctx))
+			return false, false, false, classify(ctx, StageData, context.Cause(ctx))
 		}
 		if err := sc.arm(ctx, timeout); err != nil {
-			return false, false, classify(ctx, StageData, err)
+			return false, false, false, classify(ctx, StageData, err)
 		}
 		out = out[end:]
 	}
+	if next != nil && sc.pipelining && ctx.Err() == nil {
+		// The next message's transaction goes out with this one's dot
+		// (RFC 2920: a group may start with the end of the content).
+		if nf, nt, ok := next(); ok {
+			out = append(out, "MAIL FROM:<"...)
+			out = append(out, nf...)
+			out = append(out, ">\r\nRCPT TO:<"...)
+			out = append(out, nt...)
+			out = append(out, ">\r\nDATA\r\n"...)
+			chained = true
+		}
+	}
 	if err := sc.write(out); err != nil {
-		return false, false, classify(ctx, StageData, err)
+		return false, false, false, classify(ctx, StageData, err)
 	}
 	if _, _, err := tp.ReadResponse(250); err != nil {
 		se := classify(ctx, StageData, err)
-		return replied(se), false, se
+		// The final reply ends the transaction, taken or not: a chained
+		// one that follows it stands.
+		return replied(se), false, chained, se
 	}
 	sc.dirty = false
-	return true, false, nil
+	return true, false, chained, nil
 }
 
 // DataGate holds back the end of a message's data: SMTPTransport writes

@@ -211,6 +211,9 @@ func (r *Router) GatesData() bool {
 // *RelayError wrapping the relay's error (a *SendError when the relay says
 // why), or a *SendError carrying ErrNoRoute or ErrRelaysDown.
 func (r *Router) Send(ctx context.Context, e *Email) error {
+	// Each message picks its relay: the next one's transaction cannot be
+	// opened on this one's connection.
+	ctx = withoutChain(ctx)
 	if p := r.route(AddressDomain(e.To)); p != nil {
 		return p.send(ctx, e)
 	}

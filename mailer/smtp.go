@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -55,6 +56,10 @@ type SMTPTransport struct {
 	// in use (its sender holds a token) or idle, so at most Connections
 	// exist at once.
 	slots chan struct{}
+
+	// waiting counts the Sends waiting for a slot: while any does, a
+	// Chain does not keep its connection for its next message.
+	waiting atomic.Int32
 
 	mu     sync.Mutex
 	idle   []*smtpConn // most recently used last
@@ -141,24 +146,70 @@ func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 	if err := e.Validate(); err != nil {
 		return &SendError{Stage: StageEncode, Permanent: true, Err: err}
 	}
-	select {
-	case t.slots <- struct{}{}:
-	case <-ctx.Done():
-		return &SendError{Stage: StageWait, Err: fmt.Errorf("waiting for a connection: %w", context.Cause(ctx))}
+	ch := ChainFrom(ctx)
+	var sc *smtpConn
+	if ch != nil {
+		// The connection the last Send on ch opened this transaction on,
+		// with its slot.
+		sc = ch.take(t, envelopeFrom(e), e.To)
 	}
-	defer func() { <-t.slots }()
-
-	sc, err := t.takeIdle()
-	if err != nil {
-		return &SendError{Stage: StageDial, Err: err}
-	}
-	reused := sc != nil
-	if !reused {
-		if sc, err = t.dial(ctx); err != nil {
-			return err
+	opened := sc != nil
+	if !opened {
+		t.waiting.Add(1)
+		select {
+		case t.slots <- struct{}{}:
+			t.waiting.Add(-1)
+		case <-ctx.Done():
+			t.waiting.Add(-1)
+			return &SendError{Stage: StageWait, Err: fmt.Errorf("waiting for a connection: %w", context.Cause(ctx))}
 		}
 	}
-	keep, unanswered, err := sc.send(ctx, t.cfg.Timeout, e)
+	held := false // the slot went to ch with the connection
+	defer func() {
+		if !held {
+			<-t.slots
+		}
+	}()
+
+	var next func() (string, string, bool)
+	if ch != nil && ch.Next != nil {
+		next = func() (string, string, bool) {
+			// Holding on to the connection is fair only while nobody
+			// else waits for one.
+			if t.waiting.Load() > 0 {
+				return "", "", false
+			}
+			n := ch.Next()
+			if n == nil || n.Validate() != nil {
+				return "", "", false
+			}
+			return envelopeFrom(n), n.To, true
+		}
+	}
+	var nextFrom, nextTo string
+	if next != nil {
+		ask := next
+		next = func() (string, string, bool) {
+			var ok bool
+			nextFrom, nextTo, ok = ask()
+			return nextFrom, nextTo, ok
+		}
+	}
+
+	reused := opened
+	if sc == nil {
+		var err error
+		if sc, err = t.takeIdle(); err != nil {
+			return &SendError{Stage: StageDial, Err: err}
+		}
+		reused = sc != nil
+		if !reused {
+			if sc, err = t.dial(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	keep, unanswered, chained, err := sc.send(ctx, t.cfg.Timeout, e, opened, next)
 	if !keep {
 		sc.discard()
 	}
@@ -166,15 +217,20 @@ func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 		// The relay closed the idle connection (or said 421 and was
 		// about to): nothing of the message was taken, so it goes on a
 		// new connection, and the stale one is no error worth reporting.
+		// (Nothing was chained either: that happens at the final dot.)
 		if sc, err = t.dial(ctx); err != nil {
 			return err
 		}
-		keep, _, err = sc.send(ctx, t.cfg.Timeout, e)
+		keep, _, chained, err = sc.send(ctx, t.cfg.Timeout, e, false, next)
 		if !keep {
 			sc.discard()
 		}
 	}
-	if keep {
+	switch {
+	case keep && chained:
+		ch.hold(t, sc, nextFrom, nextTo)
+		held = true
+	case keep:
 		t.putIdle(sc)
 	}
 	return err
@@ -373,17 +429,24 @@ func (sc *smtpConn) arm(ctx context.Context, timeout time.Duration) error {
 }
 
 // send encodes e and runs its mail transaction (see transact).
-func (sc *smtpConn) send(ctx context.Context, timeout time.Duration, e *Email) (keep, unanswered bool, err error) {
+func (sc *smtpConn) send(ctx context.Context, timeout time.Duration, e *Email,
+	opened bool, next func() (from, to string, ok bool)) (keep, unanswered, chained bool, err error) {
 	var encErr error
 	sc.buf, encErr = e.AppendTo(sc.buf[:0])
 	if encErr != nil {
-		return true, false, &SendError{Stage: StageEncode, Permanent: true, Err: encErr}
+		// A transaction opened for e is left waiting for its data: the
+		// connection cannot serve another.
+		return !opened, false, false, &SendError{Stage: StageEncode, Permanent: true, Err: encErr}
 	}
-	from := e.ReturnPath
-	if from == "" {
-		from = e.From
+	return sc.transact(ctx, timeout, envelopeFrom(e), e.To, sc.buf, opened, next)
+}
+
+// envelopeFrom is the MAIL FROM address of e: its ReturnPath, else From.
+func envelopeFrom(e *Email) string {
+	if e.ReturnPath != "" {
+		return e.ReturnPath
 	}
-	return sc.transact(ctx, timeout, from, e.To, sc.buf)
+	return e.From
 }
 
 // replied reports whether err is an SMTP reply after which the connection
