@@ -628,6 +628,13 @@ func (t *DKIMTransport) Send(ctx context.Context, e *Email) error {
 // Close closes the next transport.
 func (t *DKIMTransport) Close() error { return t.next.Close() }
 
+// GatesData reports whether the next transport honours a DataGate: Send
+// hands its context, and the gate in it, to the next transport.
+func (t *DKIMTransport) GatesData() bool {
+	g, ok := t.next.(DataGater)
+	return ok && g.GatesData()
+}
+
 // preEncoded ties an Email to bytes encoded for it beforehand (a signed
 // message), written by AppendTo for as long as the Email's fields still
 // hold what they held then.

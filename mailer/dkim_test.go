@@ -847,3 +847,46 @@ func TestEqualFoldName(t *testing.T) {
 		}
 	}
 }
+
+// DKIMTransport hands its context on, DataGate and Chain with it: it gates
+// data when the transport behind it does, and signed messages chain.
+func TestDKIMTransportGatesAndChains(t *testing.T) {
+	keys := dkimKeys(t)
+	s := testSigner(t, keys["ed25519"], nil)
+	if NewDKIMTransport(&captureTransport{}, s).GatesData() {
+		t.Error("DKIM over a transport that does not gate data says it does")
+	}
+	var box inbox
+	r := startRelay(t, func(_ int64, c *relayConn) {
+		c.greet(true)
+		wantCommands(t, c.lines(3), numbered(0), false)
+		c.reply("250 2.1.0 ok", "250 2.1.5 ok", "354 go ahead")
+		box.add(c.data())
+		wantCommands(t, c.lines(3), numbered(1), false) // in the dot's group
+		c.reply("250 2.0.0 queued", "250 2.1.0 ok", "250 2.1.5 ok", "354 go ahead")
+		box.add(c.data())
+		c.reply("250 2.0.0 queued")
+		c.quit()
+	})
+	smtpTr := r.transport()
+	tr := NewDKIMTransport(smtpTr, s)
+	if !tr.GatesData() {
+		t.Error("DKIM over SMTP does not gate data")
+	}
+	for i, err := range chainSend(t, tr, []*Email{numbered(0), numbered(1)}) {
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	_ = tr.Close()
+	got := box.all()
+	if len(got) != 2 {
+		t.Fatalf("relay got %d messages, want 2", len(got))
+	}
+	for i, raw := range got {
+		raw = bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))
+		if v := verifyDKIM(t, s, raw); v.Err != nil {
+			t.Errorf("message %d: signature does not verify: %v", i, v.Err)
+		}
+	}
+}
