@@ -252,12 +252,26 @@ func (e *Engine) Run(ctx context.Context) error {
 	// all of it but the final dot, which waits for the commit.
 	g, _ := e.transport.(mailer.DataGater)
 	gates := g != nil && g.GatesData()
+	// Without throttling, a worker takes its next job while it sends the
+	// last, so that the transport can open the next transaction with the
+	// last one's final dot (mailer.Chain). A throttled job must wait for
+	// its turn first, so throttling sends one message at a time.
+	chaining := e.limiter == nil && e.domains == nil
 	var wg sync.WaitGroup
 	for range e.cfg.Workers {
 		wg.Go(func() {
 			var gate *mailer.DataGate // the last accepted message's, until recorded
-			for j := range jobs {
-				r := e.handle(ctx, j, gate)
+			w := worker{jobs: jobs}
+			if chaining {
+				w.chain = &mailer.Chain{Next: func() *mailer.Email { return e.takeAhead(ctx, &w) }}
+				defer w.chain.Release()
+			}
+			for {
+				j, ahead, ok := w.take()
+				if !ok {
+					break
+				}
+				r := e.handle(ctx, j, gate, ahead, w.chain)
 				if r.Outcome != OutcomeSent {
 					results <- r
 					continue
@@ -297,6 +311,72 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Wait()
 	close(results)
 	return <-settled
+}
+
+// worker is one worker's state between its jobs.
+type worker struct {
+	jobs   <-chan claimedJob
+	closed bool          // jobs was found closed while sending
+	chain  *mailer.Chain // nil when the engine does not chain
+	ahead  *aheadJob     // the job taken while the last one was sent
+}
+
+// aheadJob is a job a worker took, and rendered when it could start, while
+// its last message was being sent.
+type aheadJob struct {
+	job      claimedJob
+	rendered bool
+	start    time.Time // when rendering began
+	email    *mailer.Email
+	err      error
+}
+
+// take returns the worker's next job: the one taken ahead, else one from
+// jobs; ok is false once jobs is closed and drained.
+func (w *worker) take() (claimedJob, *aheadJob, bool) {
+	if a := w.ahead; a != nil {
+		w.ahead = nil
+		return a.job, a, true
+	}
+	if w.closed {
+		return claimedJob{}, nil, false
+	}
+	j, ok := <-w.jobs
+	return j, nil, ok
+}
+
+// takeAhead is a worker's mailer.Chain.Next: while its message is being
+// sent, it takes the next job if one is waiting, and renders it if it may
+// start, so that its transaction opens with this message's final dot. It
+// never waits for a job.
+func (e *Engine) takeAhead(ctx context.Context, w *worker) *mailer.Email {
+	if w.ahead != nil || w.closed || ctx.Err() != nil {
+		return nil
+	}
+	var j claimedJob
+	select {
+	case next, ok := <-w.jobs:
+		if !ok {
+			w.closed = true
+			return nil
+		}
+		j = next
+	default:
+		return nil
+	}
+	a := &aheadJob{job: j}
+	w.ahead = a
+	if _, ok := e.mayStart(ctx, j, e.cfg.Now()); !ok {
+		return nil // handle releases it
+	}
+	a.rendered, a.start = true, time.Now()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Lease/4)
+	a.email, a.err = e.render(rctx, j.Job)
+	cancel()
+	if a.err != nil {
+		return nil
+	}
+	return a.email
 }
 
 // claimedBatch is what one claim leased, and when.
@@ -409,12 +489,18 @@ func (e *Engine) mayStart(ctx context.Context, j claimedJob, now time.Time) (Res
 func (e *Engine) startBy(j claimedJob) time.Time { return j.claimedAt.Add(e.cfg.Lease / 2) }
 
 // handle attempts one job, or releases it when it should not start now.
-func (e *Engine) handle(ctx context.Context, j claimedJob, gate *mailer.DataGate) Result {
+// ahead, when not nil, is the job as takeAhead took it (rendered, if it
+// could start then); chain, when not nil, carries the worker's connection
+// from one send to the next. A transaction chain opened for j is dropped
+// when j does not go out.
+func (e *Engine) handle(ctx context.Context, j claimedJob, gate *mailer.DataGate, ahead *aheadJob, chain *mailer.Chain) Result {
 	if res, ok := e.mayStart(ctx, j, e.cfg.Now()); !ok {
+		chain.Release()
 		return res
 	}
 	done, res, ok := e.throttle(ctx, j)
 	if !ok {
+		chain.Release()
 		return res
 	}
 	defer done()
@@ -425,12 +511,23 @@ func (e *Engine) handle(ctx context.Context, j claimedJob, gate *mailer.DataGate
 	defer cancel()
 	start := time.Now() // latency is measured, not scheduled: the real clock
 	var sendErr error
-	email, renderErr := e.render(sendCtx, j.Job)
+	var email *mailer.Email
+	var renderErr error
+	if ahead != nil && ahead.rendered {
+		start, email, renderErr = ahead.start, ahead.email, ahead.err
+	} else {
+		email, renderErr = e.render(sendCtx, j.Job)
+	}
 	if renderErr == nil {
 		if gate != nil {
 			sendCtx = mailer.WithDataGate(sendCtx, gate)
 		}
+		if chain != nil {
+			sendCtx = mailer.WithChain(sendCtx, chain)
+		}
 		sendErr = e.transport.Send(sendCtx, email)
+	} else {
+		chain.Release()
 	}
 	latency := time.Since(start)
 

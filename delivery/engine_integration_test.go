@@ -1,12 +1,14 @@
 package delivery_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/mail"
+	"net/textproto"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -232,5 +234,121 @@ func waitCounts(t *testing.T, db *sqlite.DB, want map[string]int) {
 			t.Fatalf("outbox statuses = %v, want %v", got, want)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// chainRelay is a raw SMTP relay offering PIPELINING that, before it answers
+// a message's final dot, waits up to 200 ms for the sender's next command:
+// a sender that chains (mailer.Chain) has sent its next transaction with
+// the dot, one that does not waits for the answer. It counts both.
+type chainRelay struct {
+	mu              sync.Mutex
+	chained, waited int
+	ids             map[string]int
+}
+
+func (r *chainRelay) serve(nc net.Conn) {
+	defer nc.Close()
+	tp := textproto.NewConn(nc)
+	reply := func(l string) { _ = tp.PrintfLine("%s", l) }
+	reply("220 relay.test ESMTP")
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		l, err := tp.ReadLine()
+		if err != nil {
+			return
+		}
+		switch {
+		case strings.HasPrefix(l, "EHLO"):
+			reply("250-relay.test")
+			reply("250 PIPELINING")
+		case strings.HasPrefix(l, "MAIL"), strings.HasPrefix(l, "RCPT"), l == "RSET":
+			reply("250 ok")
+		case l == "DATA":
+			reply("354 go ahead")
+			msg, err := tp.ReadDotBytes()
+			if err != nil {
+				return
+			}
+			m, err := mail.ReadMessage(bytes.NewReader(msg))
+			if err != nil {
+				return
+			}
+			// Is the next command already here?
+			_ = nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			_, peekErr := tp.R.Peek(1)
+			r.mu.Lock()
+			r.ids[strings.Trim(m.Header.Get("Message-Id"), "<>")]++
+			if peekErr == nil {
+				r.chained++
+			} else {
+				r.waited++
+			}
+			r.mu.Unlock()
+			reply("250 queued")
+		case l == "QUIT":
+			reply("221 bye")
+			return
+		default:
+			reply("500 what")
+		}
+	}
+}
+
+// The engine opens each message's transaction with the last one's final
+// dot when it has its next job at hand: a worker and its connection send a
+// queue back to back, one round trip a message.
+func TestEngineChainsTransactions(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	r := &chainRelay{ids: map[string]int{}}
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go r.serve(nc)
+		}
+	}()
+	transport := mailer.NewSMTPTransport(mailer.SMTPConfig{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port,
+		TLS: mailer.TLSNone, Connections: 1})
+	t.Cleanup(func() { _ = transport.Close() })
+
+	const n = 30
+	want := enqueue(t, db, addresses(0, n)...)
+	e := delivery.New(db, welcomeRenderer{}, transport, delivery.Config{Workers: 1, BatchSize: 100, PollInterval: time.Hour})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+	waitCounts(t, db, map[string]int{"sent": n})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, mid := range want {
+		if r.ids[mid] != 1 {
+			t.Errorf("%s received %d times, want once", mid, r.ids[mid])
+		}
+	}
+	// All but the last message of the queue carry the next one's commands
+	// with their dot.
+	if r.chained != n-1 || r.waited != 1 {
+		t.Errorf("chained %d, waited %d; want %d and 1", r.chained, r.waited, n-1)
 	}
 }

@@ -373,7 +373,7 @@ func TestHandleReleasesLateJobs(t *testing.T) {
 	job := claimedJob{Job: h.store.row(id).Job, claimedAt: t0}
 
 	h.clock.Advance(time.Minute + time.Second)
-	r := e.handle(context.Background(), job, nil)
+	r := e.handle(context.Background(), job, nil, nil, nil)
 	if r.Outcome != OutcomeRelease || !r.NextAttemptAt.Equal(h.clock.Now()) {
 		t.Errorf("late job = %+v, want released now", r)
 	}
