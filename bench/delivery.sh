@@ -15,6 +15,9 @@
 #   SESSIONS=20    smtp-source's parallel sessions (-s)
 #   PORT=2525      the sink's loopback port
 #   SINK_FLAGS=    extra smtp-sink flags, e.g. -p (do not offer PIPELINING)
+#   RELAY_DELAY=   e.g. 1ms: Herald and smtp-source reach the sink through
+#                  bench/rttproxy, which delays every byte by this much each
+#                  way (a relay a 2 ms round trip away); none by default
 #   KEEP=          set to keep the work directory (databases, logs) at the end
 #   HERALD_BIN=    a herald binary to measure instead of building this tree's
 #                  (e.g. an older commit's, for a before/after on the same day)
@@ -46,6 +49,9 @@ WORKERS=${WORKERS:-64}
 BATCH=${BATCH:-500}
 SESSIONS=${SESSIONS:-20}
 PORT=${PORT:-2525}
+# Where Herald and smtp-source connect: the sink, or the proxy before it.
+SEND_PORT=$PORT
+[ -n "${RELAY_DELAY:-}" ] && SEND_PORT=$((PORT + 2))
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 for t in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/bin/time; do
@@ -54,8 +60,10 @@ done
 
 work=$(mktemp -d)
 sinkpid=
+proxypid=
 cleanup() {
   [ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null || true
+  [ -n "$proxypid" ] && kill "$proxypid" 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -79,7 +87,7 @@ mail:
   postal_address: "The Ledger, 1 Press Row, Springfield, IL 62701, USA"
 smtp:
   host: 127.0.0.1
-  port: $PORT
+  port: $SEND_PORT
   tls: none
   connections: $CONNS
 delivery:
@@ -130,6 +138,12 @@ awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) p
 : >"$work/herald.txt"; : >"$work/source.txt"; : >"$work/rss.txt"; : >"$work/cpu.txt"
 smtp-sink -c ${SINK_FLAGS:-} -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
 sinkpid=$!
+if [ -n "${RELAY_DELAY:-}" ]; then
+  go build -o "$work/rttproxy" ./bench/rttproxy
+  "$work/rttproxy" -listen "127.0.0.1:$SEND_PORT" -target "127.0.0.1:$PORT" -delay "$RELAY_DELAY" &
+  proxypid=$!
+  echo "relay delay: $RELAY_DELAY each way, through bench/rttproxy"
+fi
 sleep 0.5
 export HERALD_CONFIG="$work/config.yaml"
 
@@ -156,7 +170,7 @@ for r in $(seq "$rounds"); do
 
   before=$(wait_count); c0=$(sink_cpu)
   t0=$(date +%s.%N)
-  /usr/bin/time -f '%U %S' -o "$work/stime.txt" smtp-source -d -s "$SESSIONS" -l "$SIZE" -m "$N" "127.0.0.1:$PORT"
+  /usr/bin/time -f '%U %S' -o "$work/stime.txt" smtp-source -d -s "$SESSIONS" -l "$SIZE" -m "$N" "127.0.0.1:$SEND_PORT"
   t1=$(date +%s.%N)
   read -r susr ssys <"$work/stime.txt"
   got=$(( $(wait_count) - before )); c1=$(sink_cpu)
@@ -169,5 +183,5 @@ for r in $(seq "$rounds"); do
 done
 
 h=$(median <"$work/herald.txt"); s=$(median <"$work/source.txt"); m=$(median <"$work/rss.txt"); c=$(median <"$work/cpu.txt")
-echo "MEDIAN herald=$h msg/s smtp-source=$s msg/s herald_cpu=$c us/msg peak_rss=$((m / 1024)) MiB (N=$N rounds=$rounds conns=$CONNS workers=$WORKERS batch=$BATCH)"
+echo "MEDIAN herald=$h msg/s smtp-source=$s msg/s herald_cpu=$c us/msg peak_rss=$((m / 1024)) MiB (N=$N rounds=$rounds conns=$CONNS workers=$WORKERS batch=$BATCH${RELAY_DELAY:+ relay_delay=$RELAY_DELAY})"
 awk -v h="$h" -v s="$s" 'BEGIN {printf "RATIO herald/smtp-source = %.2f\n", h/s}'
