@@ -206,3 +206,59 @@ func TestRunGatedSendsKeepDurability(t *testing.T) {
 		t.Error("no send began before the last one's settle: the gate was never used")
 	}
 }
+
+// settleTimes is a store that notes when each settle began.
+type settleTimes struct {
+	*fakeStore
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (s *settleTimes) SettleMessages(ctx context.Context, owner string, results []Result) error {
+	s.mu.Lock()
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+	return s.fakeStore.SettleMessages(ctx, owner, results)
+}
+
+// TestRunSpacesEarlyCommits: when every send waits at its gate (as a
+// chaining worker's does), the commits the workers ask for are spaced by a
+// fifth of SettleLinger, so that more results share each; they are not
+// made back to back, one or two results at a time.
+func TestRunSpacesEarlyCommits(t *testing.T) {
+	h := newHarness()
+	h.cfg.Workers = 8
+	h.cfg.BatchSize = 500
+	h.cfg.SettleEvery = time.Hour
+	h.cfg.SettleLinger = 20 * time.Millisecond
+	const n = 200
+	for range n {
+		h.store.add("digest")
+	}
+	store := &settleTimes{fakeStore: h.store}
+	probe := &gatingProbe{durabilityProbe: &durabilityProbe{fakeTransport: h.transport, store: h.store}}
+	e := New(store, h.renderer, probe, h.cfg)
+	start(t, e)
+	eventually(t, "every message sent", func() bool {
+		for _, s := range h.store.statuses() {
+			if s != "sent" {
+				return false
+			}
+		}
+		return true
+	})
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	gap := h.cfg.SettleLinger / 5
+	for i := 1; i < len(store.at); i++ {
+		if d := store.at[i].Sub(store.at[i-1]); d < gap {
+			t.Fatalf("settle %d began %v after the one before, want at least %v", i, d, gap)
+		}
+	}
+	if len(store.at) > n/4 {
+		t.Errorf("%d settles for %d messages: results did not share commits", len(store.at), n)
+	}
+	if probe.early.Load() == 0 {
+		t.Error("no send waited at its gate")
+	}
+}

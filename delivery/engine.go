@@ -652,6 +652,12 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 	failing := false              // after a failed settle, wait for the tick rather than hammer the store
 	failures := 0                 // settles failed in a row
 	hurry := false                // a worker waits at a DataGate: flush at the next waiting result
+	// Commits asked for early (enough waiters, or one at its gate) are
+	// spaced by at least gap: a worker that chains its sends reaches its
+	// gate with every message, and committing at each would cost more than
+	// the messages; within gap, more results join the commit.
+	gap := e.cfg.SettleLinger / 5
+	var last time.Time // when the last flush ended
 	release := func() {
 		for _, w := range waiters {
 			close(w)
@@ -664,11 +670,21 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 			lingering = false
 		}
 		buf, failing = e.flush(ctx, buf, &failures)
+		last = time.Now()
 		// While the store fails, the waiting workers send nothing more
 		// (what they sent cannot be recorded), unless Run is stopping.
 		if !failing || ctx.Err() != nil {
 			release()
 		}
+	}
+	// soon flushes now, or once gap has passed since the last flush.
+	soon := func() {
+		if wait := gap - time.Since(last); wait > 0 {
+			linger.Reset(wait)
+			lingering = true
+			return
+		}
+		flush()
 	}
 	for {
 		// Workers held back by a failing store are let go when Run stops,
@@ -699,9 +715,14 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 				}
 			}
 			buf = append(buf, r)
-			if !failing && (len(buf) >= e.cfg.BatchSize || len(waiters) >= enough || hurry && len(waiters) > 0) {
+			switch {
+			case failing:
+			case len(buf) >= e.cfg.BatchSize:
 				hurry = false
 				flush()
+			case len(waiters) >= enough || hurry && len(waiters) > 0:
+				hurry = false
+				soon()
 			}
 		case <-linger.C:
 			lingering = false
@@ -714,7 +735,7 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 			hurry = true
 			if !failing && len(waiters) > 0 {
 				hurry = false
-				flush()
+				soon()
 			}
 		case <-tick.C:
 			if len(buf) > 0 {
