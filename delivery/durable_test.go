@@ -223,7 +223,7 @@ func (s *settleTimes) SettleMessages(ctx context.Context, owner string, results 
 
 // TestRunSpacesEarlyCommits: when every send waits at its gate (as a
 // chaining worker's does), the commits the workers ask for are spaced by a
-// fifth of SettleLinger, so that more results share each; they are not
+// tenth of SettleLinger, so that more results share each; they are not
 // made back to back, one or two results at a time.
 func TestRunSpacesEarlyCommits(t *testing.T) {
 	h := newHarness()
@@ -249,7 +249,7 @@ func TestRunSpacesEarlyCommits(t *testing.T) {
 	})
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	gap := h.cfg.SettleLinger / 5
+	gap := h.cfg.SettleLinger / 10
 	for i := 1; i < len(store.at); i++ {
 		if d := store.at[i].Sub(store.at[i-1]); d < gap {
 			t.Fatalf("settle %d began %v after the one before, want at least %v", i, d, gap)

@@ -59,9 +59,11 @@ type Config struct {
 	// messages spent a fifth of the CPU of a large send. The results are
 	// written before that once a quarter of the workers wait for them
 	// (with 4 workers or fewer: at once), or BatchSize results are
-	// waiting. Workers that wait do not hold a relay connection, so with
-	// more workers than connections the wait costs no throughput.
-	// Default 5ms.
+	// waiting, but never sooner than SettleLinger/10 after the last write
+	// ended, so that a commit a worker waits for still gathers the results
+	// that come in meanwhile. A worker that waits holds its relay
+	// connection (its next message waits at its DataGate, or its next
+	// transaction is open on it). Default 5ms.
 	SettleLinger time.Duration
 	// PauseBase is how long the engine stops claiming after a pool-wide
 	// failure (421, relay unreachable); consecutive pauses without a
@@ -656,7 +658,7 @@ func (e *Engine) settleLoop(ctx context.Context, results <-chan Result) error {
 	// spaced by at least gap: a worker that chains its sends reaches its
 	// gate with every message, and committing at each would cost more than
 	// the messages; within gap, more results join the commit.
-	gap := e.cfg.SettleLinger / 5
+	gap := e.cfg.SettleLinger / 10
 	var last time.Time // when the last flush ended
 	release := func() {
 		for _, w := range waiters {
