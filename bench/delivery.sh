@@ -9,8 +9,8 @@
 # Environment (defaults in brackets):
 #   N=100000       active readers of the newsletter "daily"
 #   SIZE=          smtp-source's message size (default: Herald's digest size)
-#   CONNS=16       smtp.connections (Herald's relay connections)
-#   WORKERS=64     delivery.workers
+#   CONNS=64       smtp.connections (Herald's relay connections)
+#   WORKERS=64     delivery.workers (= CONNS: each worker chains its messages on a connection of its own)
 #   BATCH=500      delivery.batch_size (messages per claim, results per settle)
 #   SESSIONS=20    smtp-source's parallel sessions (-s)
 #   PORT=2525      the sink's loopback port
@@ -44,7 +44,7 @@
 set -euo pipefail
 rounds=${1:-3}
 N=${N:-100000}
-CONNS=${CONNS:-16}
+CONNS=${CONNS:-64}
 WORKERS=${WORKERS:-64}
 BATCH=${BATCH:-500}
 SESSIONS=${SESSIONS:-20}

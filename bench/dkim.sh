@@ -11,8 +11,8 @@
 #
 # Environment (defaults in brackets):
 #   N=20000        active readers of the newsletter "daily"
-#   CONNS=16       smtp.connections
-#   WORKERS=64     delivery.workers
+#   CONNS=64       smtp.connections
+#   WORKERS=64     delivery.workers (= CONNS: each worker chains its messages on a connection of its own)
 #   BATCH=500      delivery.batch_size
 #   PORT=2725      the sink's loopback port
 #   CEILING_TIME=5s how long each ceiling measurement signs
@@ -46,7 +46,7 @@
 set -euo pipefail
 rounds=${1:-3}
 N=${N:-20000}
-CONNS=${CONNS:-16}
+CONNS=${CONNS:-64}
 WORKERS=${WORKERS:-64}
 BATCH=${BATCH:-500}
 PORT=${PORT:-2725}
