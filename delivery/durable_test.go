@@ -59,14 +59,7 @@ func TestRunSentIsDurableBeforeNextSend(t *testing.T) {
 	e := New(h.store, h.renderer, probe, h.cfg)
 	start(t, e)
 
-	eventually(t, "every message sent", func() bool {
-		for _, s := range h.store.statuses() {
-			if s != "sent" {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllSent(t, h.store)
 	probe.mu.Lock()
 	defer probe.mu.Unlock()
 	if probe.accepted != n {
@@ -186,14 +179,7 @@ func TestRunGatedSendsKeepDurability(t *testing.T) {
 	probe := &gatingProbe{durabilityProbe: &durabilityProbe{fakeTransport: h.transport, store: h.store}}
 	e := New(h.store, h.renderer, probe, h.cfg)
 	start(t, e)
-	eventually(t, "every message sent", func() bool {
-		for _, s := range h.store.statuses() {
-			if s != "sent" {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllSent(t, h.store)
 	probe.mu.Lock()
 	defer probe.mu.Unlock()
 	if probe.accepted != n {
@@ -239,14 +225,7 @@ func TestRunSpacesEarlyCommits(t *testing.T) {
 	probe := &gatingProbe{durabilityProbe: &durabilityProbe{fakeTransport: h.transport, store: h.store}}
 	e := New(store, h.renderer, probe, h.cfg)
 	start(t, e)
-	eventually(t, "every message sent", func() bool {
-		for _, s := range h.store.statuses() {
-			if s != "sent" {
-				return false
-			}
-		}
-		return true
-	})
+	waitAllSent(t, h.store)
 	store.mu.Lock()
 	defer store.mu.Unlock()
 	gap := h.cfg.SettleLinger / 10
@@ -261,4 +240,17 @@ func TestRunSpacesEarlyCommits(t *testing.T) {
 	if probe.early.Load() == 0 {
 		t.Error("no send waited at its gate")
 	}
+}
+
+// waitAllSent waits until every message in store is sent.
+func waitAllSent(t *testing.T, store *fakeStore) {
+	t.Helper()
+	eventually(t, "every message sent", func() bool {
+		for _, s := range store.statuses() {
+			if s != "sent" {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -86,6 +86,21 @@ func startRelay(t *testing.T) (*relay, int) {
 	return r, l.Addr().(*net.TCPAddr).Port
 }
 
+// openStore opens a migrated SQLite database in the test's directory.
+func openStore(t *testing.T) *sqlite.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
 // welcomeRenderer renders every job as a minimal welcome email.
 type welcomeRenderer struct{}
 
@@ -138,14 +153,7 @@ func addresses(from, to int) []string {
 
 func TestEngineDeliversThroughSQLiteAndSMTP(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(t)
 	relay, port := startRelay(t)
 	transport := mailer.NewSMTPTransport(mailer.SMTPConfig{Host: "127.0.0.1", Port: port, TLS: mailer.TLSNone, Connections: 3})
 	t.Cleanup(func() { _ = transport.Close() })
@@ -300,14 +308,7 @@ func (r *chainRelay) serve(nc net.Conn) {
 // queue back to back, one round trip a message.
 func TestEngineChainsTransactions(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "herald.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := db.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

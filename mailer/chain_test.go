@@ -1,7 +1,6 @@
 package mailer
 
 import (
-	"bytes"
 	"context"
 	"testing"
 )
@@ -61,15 +60,7 @@ func TestChainOpensNextTransactionWithTheDot(t *testing.T) {
 		}
 	}
 	_ = tr.Close()
-	got := box.all()
-	if len(got) != n {
-		t.Fatalf("relay got %d messages, want %d", len(got), n)
-	}
-	for i, b := range got {
-		if want := lf(encode(t, numbered(i))); !bytes.Equal(b, want) {
-			t.Errorf("message %d: relay got other bytes than WriteTo writes", i)
-		}
-	}
+	wantNumbered(t, &box, n)
 	if a := r.accepted.Load(); a != 1 {
 		t.Errorf("connections = %d, want 1", a)
 	}

@@ -199,6 +199,16 @@ func TestSMTPPipelinedManyOnOneConnection(t *testing.T) {
 		}
 	}
 	_ = tr.Close()
+	wantNumbered(t, &box, n)
+	if a := r.accepted.Load(); a != 1 {
+		t.Errorf("connections = %d, want 1", a)
+	}
+}
+
+// wantNumbered checks that box holds numbered(0) to numbered(n-1), in
+// order, byte for byte as WriteTo writes them.
+func wantNumbered(t *testing.T, box *inbox, n int) {
+	t.Helper()
 	got := box.all()
 	if len(got) != n {
 		t.Fatalf("relay got %d messages, want %d", len(got), n)
@@ -207,9 +217,6 @@ func TestSMTPPipelinedManyOnOneConnection(t *testing.T) {
 		if want := lf(encode(t, numbered(i))); !bytes.Equal(b, want) {
 			t.Errorf("message %d: relay got other bytes than WriteTo writes", i)
 		}
-	}
-	if a := r.accepted.Load(); a != 1 {
-		t.Errorf("connections = %d, want 1", a)
 	}
 }
 
