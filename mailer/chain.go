@@ -1,9 +1,6 @@
 package mailer
 
-import (
-	"context"
-	"sync"
-)
+import "context"
 
 // A Chain lets one sender run its messages back to back on one relay
 // connection, each transaction opened in the same write as the previous
@@ -31,7 +28,6 @@ type Chain struct {
 	// most once per Send.
 	Next func() *Email
 
-	mu       sync.Mutex
 	t        *SMTPTransport // holds sc's slot
 	sc       *smtpConn      // the held connection, nil when none
 	from, to string         // the envelope opened on sc (replies unread)
@@ -67,10 +63,8 @@ func (c *Chain) Release() {
 	if c == nil {
 		return
 	}
-	c.mu.Lock()
 	t, sc := c.t, c.sc
 	c.t, c.sc, c.from, c.to = nil, nil, "", ""
-	c.mu.Unlock()
 	if sc == nil {
 		return
 	}
@@ -81,22 +75,17 @@ func (c *Chain) Release() {
 // hold keeps sc, with its slot, for the next Send on the Chain, which must
 // be of the envelope from, to.
 func (c *Chain) hold(t *SMTPTransport, sc *smtpConn, from, to string) {
-	c.mu.Lock()
 	c.t, c.sc, c.from, c.to = t, sc, from, to
-	c.mu.Unlock()
 }
 
 // take returns the connection held for a Send through t of the envelope
 // from, to, or nil; a connection held for anything else is released.
 func (c *Chain) take(t *SMTPTransport, from, to string) *smtpConn {
-	c.mu.Lock()
 	if c.sc != nil && c.t == t && c.from == from && c.to == to {
 		sc := c.sc
 		c.t, c.sc, c.from, c.to = nil, nil, "", ""
-		c.mu.Unlock()
 		return sc
 	}
-	c.mu.Unlock()
 	c.Release()
 	return nil
 }

@@ -172,6 +172,7 @@ func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 	}()
 
 	var next func() (string, string, bool)
+	var nextFrom, nextTo string // the envelope next opened
 	if ch != nil && ch.Next != nil {
 		next = func() (string, string, bool) {
 			// Holding on to the connection is fair only while nobody
@@ -183,16 +184,8 @@ func (t *SMTPTransport) Send(ctx context.Context, e *Email) error {
 			if n == nil || n.Validate() != nil {
 				return "", "", false
 			}
-			return envelopeFrom(n), n.To, true
-		}
-	}
-	var nextFrom, nextTo string
-	if next != nil {
-		ask := next
-		next = func() (string, string, bool) {
-			var ok bool
-			nextFrom, nextTo, ok = ask()
-			return nextFrom, nextTo, ok
+			nextFrom, nextTo = envelopeFrom(n), n.To
+			return nextFrom, nextTo, true
 		}
 	}
 
