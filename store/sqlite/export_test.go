@@ -56,3 +56,27 @@ func (db *DB) ExplainClaim(ctx context.Context) (string, error) {
 	}
 	return b.String(), rows.Err()
 }
+
+// ExplainSettleSent analyses the database (as Herald does after bulk
+// writes), then returns the query plan of the statement that settles a run
+// of sent messages, one line per step.
+func (db *DB) ExplainSettleSent(ctx context.Context) (string, error) {
+	if _, err := db.writer.ExecContext(ctx, `ANALYZE`); err != nil {
+		return "", err
+	}
+	rows, err := db.writer.QueryContext(ctx, "EXPLAIN QUERY PLAN "+settleSentSQL, time.Now().UnixMilli(), "[1,2,3]", "x")
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s\n", detail)
+	}
+	return b.String(), rows.Err()
+}

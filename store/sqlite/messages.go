@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -115,9 +116,16 @@ func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, le
 // its lease; a row whose lease expired and was claimed by another worker is
 // left to that worker.
 const (
-	settleSentSQL = `UPDATE messages
+	// settleSentSQL settles a run of sent messages in one statement: ?2 is
+	// a JSON array of their ids. Each row is still a primary-key lookup;
+	// one statement for the run saves the per-row round through
+	// database/sql, cgo and the statement's setup, which cost more than
+	// the row's own update. NOT INDEXED keeps the planner on the primary
+	// key: with statistics saying messages_leased is empty, it would
+	// otherwise walk that index and scan the array for every row.
+	settleSentSQL = `UPDATE messages NOT INDEXED
         SET status = 'sent', sent_at = ?1, updated_at = ?1, last_error = '', lease_owner = NULL, lease_until = NULL
-        WHERE id = ?2 AND status = 'sending' AND lease_owner = ?3`
+        WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'sending' AND lease_owner = ?3`
 	settleRetrySQL = `UPDATE messages
         SET status = 'queued', next_attempt_at = ?4, last_error = ?5, updated_at = ?1,
             lease_owner = NULL, lease_until = NULL
@@ -221,7 +229,8 @@ func settleQueries(results []delivery.Result) []string {
 // leased by owner change; others are skipped silently. OutcomeBounced also
 // sets the subscriber's status to bounced (unless they complained) and logs
 // a status_change event. EINVALID for an unknown outcome, and then nothing
-// is written.
+// is written. Sent messages whose results follow one another share one
+// statement, and a sent time no more than sentSpan later than their own.
 func (db *DB) SettleMessages(ctx context.Context, owner string, results []delivery.Result) error {
 	if len(results) == 0 {
 		return nil
@@ -237,14 +246,72 @@ func (db *DB) SettleMessages(ctx context.Context, owner string, results []delive
 	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
 		stmts := &settleStmts{ctx: ctx, tx: t, prepared: prepared, byQ: make(map[string]*sql.Stmt, 4)}
 		defer stmts.close()
+		var run sentRun
 		for _, r := range results {
+			if r.Outcome == delivery.OutcomeSent && run.takes(r) {
+				continue
+			}
+			if err := run.flush(stmts, owner); err != nil {
+				return err
+			}
+			if r.Outcome == delivery.OutcomeSent {
+				run.takes(r)
+				continue
+			}
 			if err := settleOne(stmts, owner, r); err != nil {
 				return fmt.Errorf("message %d: %w", r.ID, err)
 			}
 		}
-		return nil
+		return run.flush(stmts, owner)
 	})
 	return translate(err, "settle messages", "message")
+}
+
+// sentSpan is how far apart the sent times of messages settled in one
+// statement may be: they share one sent_at, the latest of the run's.
+const sentSpan = 10 * time.Millisecond
+
+// sentRun gathers consecutive sent results for one settleSentSQL.
+type sentRun struct {
+	ids         []byte // a JSON array of ids, unclosed; empty when the run is
+	first, last time.Time
+}
+
+// takes adds r to the run unless its sent time lies more than sentSpan
+// from the run's first.
+func (run *sentRun) takes(r delivery.Result) bool {
+	if len(run.ids) == 0 {
+		run.ids = append(run.ids, '[')
+		run.first, run.last = r.At, r.At
+	} else {
+		if d := r.At.Sub(run.first); d > sentSpan || d < -sentSpan {
+			return false
+		}
+		run.ids = append(run.ids, ',')
+		if r.At.After(run.last) {
+			run.last = r.At
+		}
+	}
+	run.ids = strconv.AppendInt(run.ids, r.ID, 10)
+	return true
+}
+
+// flush settles the run's messages as sent, and empties it.
+func (run *sentRun) flush(stmts *settleStmts, owner string) error {
+	if len(run.ids) == 0 {
+		return nil
+	}
+	st, err := stmts.get(settleSentSQL)
+	if err != nil {
+		return err
+	}
+	run.ids = append(run.ids, ']')
+	_, err = st.ExecContext(stmts.ctx, encTimeNN(run.last), string(run.ids), owner)
+	run.ids = run.ids[:0]
+	if err != nil {
+		return fmt.Errorf("sent messages: %w", err)
+	}
+	return nil
 }
 
 func settleOne(stmts *settleStmts, owner string, r delivery.Result) error {
@@ -255,10 +322,6 @@ func settleOne(stmts *settleStmts, owner string, r delivery.Result) error {
 		err error
 	)
 	switch r.Outcome {
-	case delivery.OutcomeSent:
-		if st, err = stmts.get(settleSentSQL); err == nil {
-			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner)
-		}
 	case delivery.OutcomeRetry:
 		if st, err = stmts.get(settleRetrySQL); err == nil {
 			_, err = st.ExecContext(stmts.ctx, at, r.ID, owner, encTimeNN(r.NextAttemptAt), reason)

@@ -218,6 +218,108 @@ func TestClaimUsesIndexes(t *testing.T) {
 	}
 }
 
+// The statement settling sent messages looks each one up by primary key,
+// also once statistics say that no message is leased (with them, the
+// planner preferred walking messages_leased and scanning the id list for
+// every leased row). On a tiny outbox the planner may scan the table
+// instead, which costs as little; this one holds 2,000 messages.
+func TestSettleSentUsesPrimaryKey(t *testing.T) {
+	ctx := t.Context()
+	db := open(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	err := db.Update(ctx, func(tx subscribers.Tx) error {
+		for i := range 2000 {
+			s := &subscribers.Subscriber{Email: fmt.Sprintf("plan%d@example.org", i), Status: subscribers.StatusActive,
+				CreatedAt: now, UpdatedAt: now}
+			if err := tx.CreateSubscriber(s); err != nil {
+				return err
+			}
+			if err := tx.Enqueue(subscribers.OutboxMessage{Kind: "digest", SubscriberID: s.ID,
+				MessageID: fmt.Sprintf("plan%d@test", i), CreatedAt: now}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := db.ExplainSettleSent(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "SEARCH messages USING INTEGER PRIMARY KEY") || strings.Contains(plan, "SCAN messages") {
+		t.Errorf("settle plan does not look messages up by primary key:\n%s", plan)
+	}
+}
+
+// Sent results that follow one another settle together and share the
+// latest sent time of their run, as long as the times lie within 10 ms of
+// the run's first; other outcomes in between, and rows another worker
+// holds, keep their own treatment.
+func TestSettleSentRuns(t *testing.T) {
+	ctx := t.Context()
+	db := open(t)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	err := db.Update(ctx, func(tx subscribers.Tx) error {
+		s := &subscribers.Subscriber{Email: "runs@example.org", Status: subscribers.StatusActive, CreatedAt: now, UpdatedAt: now}
+		if err := tx.CreateSubscriber(s); err != nil {
+			return err
+		}
+		for i := range 6 {
+			if err := tx.Enqueue(subscribers.OutboxMessage{Kind: "digest", SubscriberID: s.ID,
+				MessageID: fmt.Sprintf("run%d@test", i), CreatedAt: now}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := db.ClaimMessages(ctx, "w", now, time.Minute, 10)
+	if err != nil || len(jobs) != 6 {
+		t.Fatalf("claimed %d (%v), want 6", len(jobs), err)
+	}
+	// The last one is leased to someone else by now.
+	rawExec(t, db, `UPDATE messages SET lease_owner = 'other' WHERE id = ?`, jobs[5].ID)
+	ms := time.Millisecond
+	results := []delivery.Result{
+		{ID: jobs[0].ID, Outcome: delivery.OutcomeSent, At: now.Add(1 * ms)},
+		{ID: jobs[1].ID, Outcome: delivery.OutcomeSent, At: now.Add(4 * ms)},
+		{ID: jobs[2].ID, Outcome: delivery.OutcomeRetry, At: now.Add(5 * ms), NextAttemptAt: now.Add(time.Minute), Error: "451 later"},
+		{ID: jobs[3].ID, Outcome: delivery.OutcomeSent, At: now.Add(6 * ms)},
+		{ID: jobs[4].ID, Outcome: delivery.OutcomeSent, At: now.Add(30 * ms)},
+		{ID: jobs[5].ID, Outcome: delivery.OutcomeSent, At: now.Add(31 * ms)},
+	}
+	if err := db.SettleMessages(ctx, "w", results); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sqlite.OpenRaw(db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	want := []struct {
+		status string
+		sentMS int64 // after now; -1: none
+	}{{"sent", 4}, {"sent", 4}, {"queued", -1}, {"sent", 6}, {"sent", 31}, {"sending", -1}}
+	for i, w := range want {
+		var status string
+		var sent *int64
+		if err := raw.QueryRowContext(ctx, `SELECT status, sent_at FROM messages WHERE id = ?`, jobs[i].ID).Scan(&status, &sent); err != nil {
+			t.Fatal(err)
+		}
+		got := int64(-1)
+		if sent != nil {
+			got = *sent - now.UnixMilli()
+		}
+		if status != w.status || got != w.sentMS {
+			t.Errorf("message %d: %s sent at +%d ms, want %s at +%d ms", i, status, got, w.status, w.sentMS)
+		}
+	}
+}
+
 // BenchmarkClaimSettle claims 500-row batches from a queue of 50,000 messages
 // and settles them as sent, all at once (500) or in groups of 16, as the
 // engine's group commits settle while workers wait for them; msg/s is the
