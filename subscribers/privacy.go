@@ -38,8 +38,10 @@ type PrivacyStore interface {
 	EachConsent(ctx context.Context, fn func(email string, c *Consent) error) error
 	// PurgePending deletes, with everything they hold, up to limit
 	// subscribers still pending whose last change (UpdatedAt) is before
-	// before, and returns how many it deleted.
-	PurgePending(ctx context.Context, before time.Time, limit int) (int, error)
+	// before, and returns the addresses of those it deleted (at most
+	// limit), so that copies of their mail kept outside the database can
+	// be removed too.
+	PurgePending(ctx context.Context, before time.Time, limit int) ([]string, error)
 	// AggregateMessages adds up to limit settled messages (sent, failed,
 	// bounced or cancelled) last changed before before into the delivery
 	// statistics (a count per day, kind and status) and deletes them; it

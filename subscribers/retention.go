@@ -117,7 +117,8 @@ func (r Retention) RunOnce(ctx context.Context) (RetentionStats, error) {
 	if pending > 0 {
 		cutoff := at.Add(-pending)
 		if err := drain("purge pending signups", func() (int, error) {
-			return r.Store.PurgePending(ctx, cutoff, retentionBatch)
+			emails, err := r.Store.PurgePending(ctx, cutoff, retentionBatch)
+			return len(emails), err
 		}, &st.PendingPurged); err != nil {
 			return st, err
 		}

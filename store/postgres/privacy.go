@@ -304,32 +304,39 @@ func (db *DB) EachConsent(ctx context.Context, fn func(email string, c *subscrib
 
 // PurgePending deletes, with everything they hold, up to limit subscribers
 // still pending whose last change is before before, oldest first, and
-// returns how many it deleted. Rows another transaction holds (a
-// confirmation under way) are skipped, and a row that changed meanwhile is
-// checked again, so that a reader who confirms at that moment is kept.
-func (db *DB) PurgePending(ctx context.Context, before time.Time, limit int) (int, error) {
+// returns their addresses (at most limit of them). Rows another
+// transaction holds (a confirmation under way) are skipped, and a row that
+// changed meanwhile is checked again, so that a reader who confirms at that
+// moment is kept.
+func (db *DB) PurgePending(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
-		return 0, nil
+		return nil, nil
 	}
-	var n int
+	var emails []string
 	err := db.inTx(ctx, func(t pgx.Tx) error {
-		rows, err := t.Query(ctx, `SELECT id FROM subscribers
+		emails = nil
+		rows, err := t.Query(ctx, `SELECT id, email FROM subscribers
             WHERE status = 'pending' AND updated_at < $1 ORDER BY updated_at LIMIT $2
             FOR UPDATE SKIP LOCKED`, before, limit)
 		if err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil || len(ids) == 0 {
+		var ids []int64
+		var id int64
+		var email string
+		if _, err := pgx.ForEachRow(rows, []any{&id, &email}, func() error {
+			ids = append(ids, id)
+			emails = append(emails, email)
+			return nil
+		}); err != nil || len(ids) == 0 {
 			return err
 		}
-		n = len(ids)
 		return eraseRows(ctx, t, ids)
 	})
 	if err != nil {
-		return 0, translate(err, "purge pending subscribers", "subscriber")
+		return nil, translate(err, "purge pending subscribers", "subscriber")
 	}
-	return n, nil
+	return emails, nil
 }
 
 // aggregateSQL counts up to $2 settled messages last changed before $1

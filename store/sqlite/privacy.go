@@ -341,15 +341,15 @@ func (c consentWithEmail) Scan(dest ...any) error { return c.rows.Scan(append(de
 
 // PurgePending deletes, with everything they hold, up to limit subscribers
 // still pending whose last change is before before, oldest first, and
-// returns how many it deleted.
-func (db *DB) PurgePending(ctx context.Context, before time.Time, limit int) (int, error) {
+// returns their addresses (at most limit of them).
+func (db *DB) PurgePending(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
-		return 0, nil
+		return nil, nil
 	}
-	n := 0
+	var emails []string
 	err := db.write(ctx, func(ctx context.Context, t *sql.Tx) error {
-		n = 0
-		rows, err := t.QueryContext(ctx, `SELECT id FROM subscribers INDEXED BY subscribers_pending
+		emails = nil
+		rows, err := t.QueryContext(ctx, `SELECT id, email FROM subscribers INDEXED BY subscribers_pending
             WHERE status = 'pending' AND updated_at < ? ORDER BY updated_at LIMIT ?`, before.UnixMilli(), limit)
 		if err != nil {
 			return err
@@ -357,11 +357,13 @@ func (db *DB) PurgePending(ctx context.Context, before time.Time, limit int) (in
 		var ids []int64
 		for rows.Next() {
 			var id int64
-			if err := rows.Scan(&id); err != nil {
+			var email string
+			if err := rows.Scan(&id, &email); err != nil {
 				rows.Close()
 				return err
 			}
 			ids = append(ids, id)
+			emails = append(emails, email)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -372,13 +374,12 @@ func (db *DB) PurgePending(ctx context.Context, before time.Time, limit int) (in
 				return err
 			}
 		}
-		n = len(ids)
 		return nil
 	})
 	if err != nil {
-		return 0, translate(err, "purge pending subscribers", "subscriber")
+		return nil, translate(err, "purge pending subscribers", "subscriber")
 	}
-	return n, nil
+	return emails, nil
 }
 
 // AggregateMessages counts up to limit settled messages last changed before
