@@ -108,7 +108,7 @@ func NewService(ctx context.Context, store Store, opts Options) (*Service, error
 	if err != nil {
 		return nil, fmt.Errorf("load token key: %w", err)
 	}
-	s := &Service{store: store, opts: opts, signer: signer{key: key}}
+	s := &Service{store: store, opts: opts, signer: newSigner(key)}
 	if ps, ok := store.(PrivacyStore); ok {
 		s.privacy = ps
 		if s.suppressKey, err = store.Secret(ctx, suppressionKeyName, newKey); err != nil {

@@ -2,16 +2,46 @@ package subscribers
 
 import (
 	"encoding/base64"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"herald"
 )
 
+// A signer keyed once and cloned for each MAC mints the tokens a freshly
+// keyed HMAC does, also from many goroutines at once.
+func TestSignerClonesKeyedHMAC(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	s, plain := newSigner(key), signer{key: key}
+	if s.keyed == nil {
+		t.Fatal("newSigner did not key an HMAC to clone")
+	}
+	expires := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for id := int64(g * 1000); id < int64(g*1000+500); id++ {
+				if got, want := s.sign(signedUnsubscribe, id, expires), plain.sign(signedUnsubscribe, id, expires); got != want {
+					errs <- fmt.Sprintf("token for %d: %s, want %s", id, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
 func TestSignedTokens(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	s := signer{key: []byte("0123456789abcdef0123456789abcdef")}
-	other := signer{key: []byte("fedcba9876543210fedcba9876543210")}
+	s := newSigner([]byte("0123456789abcdef0123456789abcdef"))
+	other := newSigner([]byte("fedcba9876543210fedcba9876543210"))
 	tok := s.sign(signedUnsubscribe, 42, now.Add(time.Hour))
 
 	id, err := s.verify(tok, signedUnsubscribe, now)
