@@ -53,15 +53,21 @@ SELECT count(*) FROM m`
 // now with their attempts reset, sets a sent issue back to sending, and
 // returns how many messages it queued (0 for an unknown issue).
 //
-// Unlike SQLite's single writer, PostgreSQL lets SettleIssues run
-// alongside: a settle whose snapshot predates this commit may still mark
-// an issue that was sending as sent, as its last in-flight message
-// settles. The requeued messages are delivered all the same (claims do not
-// look at the issue); only the issue's status and completion time are
-// early.
+// Unlike SQLite's single writer, PostgreSQL lets a settle (SettleIssues,
+// SettleIssue) run alongside. The issue row is locked first, in its own
+// statement, and stays locked until the commit: a settle that locked it
+// before has committed by the time requeueFailedSQL takes its snapshot, so
+// that statement sees the issue sent and sets it back to sending; a settle
+// that comes after waits, and then sees the messages queued (see settle).
 func (db *DB) RequeueFailed(ctx context.Context, issueID int64, now time.Time) (int, error) {
 	var n int
-	if err := db.pool.QueryRow(ctx, requeueFailedSQL, issueID, now).Scan(&n); err != nil {
+	err := db.inTx(ctx, func(t pgx.Tx) error {
+		if _, err := t.Exec(ctx, `SELECT id FROM issues WHERE id = $1 FOR NO KEY UPDATE`, issueID); err != nil {
+			return err
+		}
+		return t.QueryRow(ctx, requeueFailedSQL, issueID, now).Scan(&n)
+	})
+	if err != nil {
 		return 0, translate(err, fmt.Sprintf("requeue failed messages of issue %d", issueID), "issue")
 	}
 	return n, nil

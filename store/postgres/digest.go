@@ -292,10 +292,22 @@ func (db *DB) FinishBuilding(ctx context.Context, issueID int64, now time.Time) 
 }
 
 // SettleIssues marks issues in status sending with no message left to send
-// as sent, at now. Instances settling at once mark each issue once: the
-// second re-reads the row after the first commits, and finds it sent.
+// as sent, at now. Instances settling at once mark each issue once, and a
+// resend racing a settle never leaves an issue sent with messages queued
+// (see settle).
 func (db *DB) SettleIssues(ctx context.Context, now time.Time) error {
-	_, err := db.pool.Exec(ctx, `UPDATE issues i SET status = 'sent', completed_at = $1 WHERE `+settledWhere, now)
+	// Every scheduler pass asks: a quiet pass costs one read, no
+	// transaction.
+	var some bool
+	if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM issues i WHERE `+settledWhere+`)`).Scan(&some); err != nil {
+		return translate(err, "settle issues", "issue")
+	}
+	if !some {
+		return nil
+	}
+	err := db.inTx(ctx, func(t pgx.Tx) error {
+		return settle(ctx, t, `true`, nil, now)
+	})
 	return translate(err, "settle issues", "issue")
 }
 
@@ -304,14 +316,43 @@ func (db *DB) SettleIssues(ctx context.Context, now time.Time) error {
 const settledWhere = `i.status = 'sending'
     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.issue_id = i.id AND m.status IN ('queued', 'sending'))`
 
+// settle marks sent, at now, the issues i matching where (an SQL condition
+// whose parameters are args) for which settledWhere holds, in t.
+//
+// One UPDATE with settledWhere is not enough under READ COMMITTED: its
+// NOT EXISTS reads messages as of the statement's start, even after it
+// waited for the issue row, so a resend (RequeueFailed) committed in
+// between went unseen and the issue was marked sent with messages queued
+// again. So settle first locks the candidate rows (in id order, as every
+// settler does, so that two never deadlock), then checks settledWhere
+// again in a new statement, whose snapshot is taken with the locks held.
+// RequeueFailed locks the issue row before it touches a message and holds
+// the lock until it commits, so it has either committed before that
+// snapshot, which then sees its messages queued, or it waits for this
+// transaction to end, and then sees the issue sent and sets it back to
+// sending. TestSettleRacesResend forces both orders.
+func settle(ctx context.Context, t pgx.Tx, where string, args []any, now time.Time) error {
+	rows, err := t.Query(ctx, `SELECT i.id FROM issues i WHERE `+where+` AND `+settledWhere+`
+        ORDER BY i.id FOR NO KEY UPDATE`, args...)
+	if err != nil {
+		return err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	_, err = t.Exec(ctx, `UPDATE issues i SET status = 'sent', completed_at = $1
+        WHERE i.id = ANY ($2) AND `+settledWhere, now, ids)
+	return err
+}
+
 // SettleIssue marks one issue sent at now, as SettleIssues would, when it
 // is sending with no message left to send, and returns it as it then
 // stands; ENOTFOUND for an unknown issue.
 func (db *DB) SettleIssue(ctx context.Context, id int64, now time.Time) (*digest.Issue, error) {
 	var iss *digest.Issue
 	err := db.inTx(ctx, func(t pgx.Tx) error {
-		if _, err := t.Exec(ctx, `UPDATE issues i SET status = 'sent', completed_at = $1 WHERE i.id = $2 AND `+settledWhere,
-			now, id); err != nil {
+		if err := settle(ctx, t, `i.id = $1`, []any{id}, now); err != nil {
 			return err
 		}
 		var err error
