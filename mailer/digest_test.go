@@ -370,7 +370,12 @@ func TestDigestSpliceEquivalence(t *testing.T) {
 }
 
 // unsoft removes quoted-printable soft line breaks.
-func unsoft(b []byte) string { return strings.ReplaceAll(string(b), "=\r\n", "") }
+// unsoft removes soft line breaks, and undoes the escapes of characters
+// that start a line in one encoding and need not in another (a '.', and
+// the F of "From ").
+func unsoft(b []byte) string {
+	return strings.NewReplacer("=\r\n", "", "=2E", ".", "=46", "F").Replace(string(b))
+}
 
 // checkQPLines checks the body's lines. (Header lines may be longer: an
 // unbreakable List-Unsubscribe URL cannot be folded.)
@@ -386,6 +391,10 @@ func checkQPLines(t *testing.T, msg []byte) {
 		}
 		if strings.HasSuffix(line, " ") {
 			t.Errorf("line %d ends with white space: %q", i, line)
+		}
+		// SMTP sends a digest without dot-stuffing it.
+		if strings.HasPrefix(line, ".") {
+			t.Errorf("line %d starts with a dot: %q", i, line)
 		}
 	}
 }

@@ -79,12 +79,29 @@ func (e *Email) AppendTo(dst []byte) ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return dst, err
 	}
+	b, _, err := e.appendEncoded(dst)
+	return b, err
+}
+
+// appendEncoded is AppendTo for a validated e, and also reports whether
+// the message is known to hold no line that starts with a dot, so that
+// SMTP need not dot-stuff it: a digest spliced from its template, where
+// quoted-printable escapes such a dot (qpLineStartEscape), and no header
+// line starts with one (a folded line starts with white space).
+func (e *Email) appendEncoded(dst []byte) (b []byte, dotFree bool, err error) {
 	if e.signed != nil && e.signed.matches(e) {
-		return append(dst, e.signed.raw...), nil
+		return append(dst, e.signed.raw...), false, nil
 	}
 	if e.splice != nil && e.splice.matches(e) {
-		return e.splice.appendTo(dst), nil
+		return e.splice.appendTo(dst), true, nil
 	}
+	b, err = e.appendFresh(dst)
+	return b, false, err
+}
+
+// appendFresh encodes e from its fields (AppendTo for an Email that did
+// not come from a digest template or the signer, or was changed since).
+func (e *Email) appendFresh(dst []byte) ([]byte, error) {
 	if e.splice != nil && e.splice.lean && e.Text == "" && e.HTML == "" {
 		return e.splice.decoded(e).AppendTo(dst)
 	}
@@ -574,7 +591,7 @@ func appendQP(b []byte, s string, more bool) []byte {
 		c := s[i]
 		// Fast path: copy a run of characters that stay literal, up to
 		// the end of the line budget.
-		if lineLen < 75 && qpSafe(s, i, more) && !(lineLen == 0 && c == 'F' && strings.HasPrefix(s[i:], "From ")) {
+		if lineLen < 75 && qpSafe(s, i, more) && !(lineLen == 0 && qpLineStartEscape(s, i)) {
 			j, limit := i+1, min(len(s), i+75-lineLen)
 			for j < limit && qpSafe(s, j, more) {
 				j++
@@ -594,11 +611,6 @@ func appendQP(b []byte, s string, more bool) []byte {
 			continue
 		}
 		literal := qpSafe(s, i, more)
-		// A line starting with '.' is harmless (SMTP dot-stuffs) but
-		// "From " at the start of a line gets mangled by mbox writers.
-		if lineLen == 0 && c == 'F' && strings.HasPrefix(s[i:], "From ") {
-			literal = false
-		}
 		width := 1
 		if !literal {
 			width = 3
@@ -606,6 +618,9 @@ func appendQP(b []byte, s string, more bool) []byte {
 		if lineLen+width > 75 {
 			b = append(b, "=\r\n"...)
 			lineLen = 0
+		}
+		if literal && lineLen == 0 && qpLineStartEscape(s, i) {
+			literal, width = false, 3
 		}
 		if literal {
 			b = append(b, c)
@@ -616,6 +631,14 @@ func appendQP(b []byte, s string, more bool) []byte {
 		i++
 	}
 	return b
+}
+
+// qpLineStartEscape reports whether s[i], at the start of an encoded line,
+// is escaped although it could stay literal: a '.', so that no encoded
+// line starts with one and SMTP need not dot-stuff the body (see
+// Email.appendEncoded), and the 'F' of "From ", which mbox writers mangle.
+func qpLineStartEscape(s string, i int) bool {
+	return s[i] == '.' || s[i] == 'F' && strings.HasPrefix(s[i:], "From ")
 }
 
 // qpSafe reports whether s[i] may stay literal in quoted-printable: a

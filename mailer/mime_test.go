@@ -306,8 +306,21 @@ func TestQuotedPrintable(t *testing.T) {
 		"", "a", "a=b", "trailing space \nnext", "tab\t\n", "end space ", "caf\u00e9",
 		strings.Repeat("=", 100), strings.Repeat("é", 60), "From the start\nFrom here",
 		"bare\rCR", "crlf\r\nline\r\n", strings.Repeat("a", 75) + "=" + strings.Repeat("b", 10),
+		".", ".card {\n.text {\n}", "a\n..\n.\n", strings.Repeat("a", 75) + ".b", strings.Repeat("a", 74) + ".",
+		"mid.line. dots.",
 	} {
 		checkQP(t, s)
+	}
+	// A dot that starts an encoded line, after a hard or a soft break, is
+	// escaped; others stay literal.
+	for in, want := range map[string]string{
+		".card":                        "=2Ecard",
+		"a.b\n.c":                      "a.b\r\n=2Ec",
+		strings.Repeat("a", 75) + ".b": strings.Repeat("a", 75) + "=\r\n=2Eb",
+	} {
+		if got := string(appendQuotedPrintable(nil, in)); got != want {
+			t.Errorf("QP of %q = %q, want %q", in, got, want)
+		}
 	}
 }
 
@@ -323,6 +336,9 @@ func checkQP(t *testing.T, s string) {
 		}
 		if strings.ContainsRune(line, '\r') || strings.ContainsRune(line, '\n') {
 			t.Fatalf("bare CR or LF in %q", line)
+		}
+		if strings.HasPrefix(line, ".") {
+			t.Fatalf("QP line starts with a dot: %q", line)
 		}
 	}
 	dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(enc)))

@@ -19,7 +19,8 @@ import (
 // and their replies are read in order; the message follows the 354 in a
 // second write. Without PIPELINING the same commands go one at a time.
 
-// transact runs one mail transaction for the encoded message msg. keep
+// transact runs one mail transaction for data, the encoded message as it
+// goes after DATA: dot-stuffed, ending with the lone dot. keep
 // reports whether the connection is in a known state and may serve the
 // next message. unanswered reports that the relay answered nothing of this
 // transaction before the connection failed (a reused connection the relay
@@ -32,7 +33,7 @@ import (
 // asked for the envelope of the message to open after this one; chained
 // reports that its commands went out with this message's dot, and that the
 // connection (when keep) now waits for that message.
-func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, to string, msg []byte,
+func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, to string, data []byte,
 	opened bool, next func() (from, to string, ok bool)) (keep, unanswered, chained bool, err error) {
 	stop := sc.watch(ctx)
 	defer func() {
@@ -160,8 +161,7 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 	if err := sc.arm(ctx, timeout); err != nil {
 		return false, false, false, classify(ctx, StageData, err)
 	}
-	sc.out = appendDotStuffed(sc.out[:0], msg)
-	out := sc.out
+	out := data
 	if g := DataGateFrom(ctx); g != nil && !isClosed(g.Ready) {
 		// Everything but the lone dot: the relay cannot take the message
 		// before it has that.
@@ -299,8 +299,17 @@ func appendDotStuffed(dst, msg []byte) []byte {
 		msg = msg[i+1:]
 	}
 	dst = append(dst, msg...)
-	if len(msg) > 0 && !bytes.HasSuffix(msg, []byte("\r\n")) {
-		dst = append(dst, "\r\n"...)
+	if len(msg) == 0 {
+		return append(dst, ".\r\n"...)
 	}
-	return append(dst, ".\r\n"...)
+	return appendDataEnd(dst)
+}
+
+// appendDataEnd ends the DATA in b, a message that needs no dot-stuffing:
+// a line break if its last line lacks one, and the lone dot.
+func appendDataEnd(b []byte) []byte {
+	if !bytes.HasSuffix(b, []byte("\r\n")) {
+		b = append(b, "\r\n"...)
+	}
+	return append(b, ".\r\n"...)
 }

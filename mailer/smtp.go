@@ -421,17 +421,29 @@ func (sc *smtpConn) arm(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// send encodes e and runs its mail transaction (see transact).
+// send encodes e (which Send validated), dot-stuffed unless it needs none,
+// and runs its mail transaction (see transact).
 func (sc *smtpConn) send(ctx context.Context, timeout time.Duration, e *Email,
 	opened bool, next func() (from, to string, ok bool)) (keep, unanswered, chained bool, err error) {
-	var encErr error
-	sc.buf, encErr = e.AppendTo(sc.buf[:0])
+	var (
+		dotFree bool
+		encErr  error
+	)
+	sc.buf, dotFree, encErr = e.appendEncoded(sc.buf[:0])
 	if encErr != nil {
 		// A transaction opened for e is left waiting for its data: the
 		// connection cannot serve another.
 		return !opened, false, false, &SendError{Stage: StageEncode, Permanent: true, Err: encErr}
 	}
-	return sc.transact(ctx, timeout, envelopeFrom(e), e.To, sc.buf, opened, next)
+	var data []byte
+	if dotFree {
+		sc.buf = appendDataEnd(sc.buf)
+		data = sc.buf
+	} else {
+		sc.out = appendDotStuffed(sc.out[:0], sc.buf)
+		data = sc.out
+	}
+	return sc.transact(ctx, timeout, envelopeFrom(e), e.To, data, opened, next)
 }
 
 // envelopeFrom is the MAIL FROM address of e: its ReturnPath, else From.

@@ -270,6 +270,45 @@ func TestSMTPModes(t *testing.T) {
 	}
 }
 
+// A digest goes out without dot-stuffing (its encoding has no line that
+// starts with a dot, though its style sheet and this reader's name do), and
+// the relay receives exactly the encoded message; an ordinary message with
+// such lines is dot-stuffed and arrives intact too.
+func TestSMTPDotLines(t *testing.T) {
+	be := &backend{}
+	srv := startServer(t, be, TLSNone)
+	tr := NewSMTPTransport(srv.config(TLSNone))
+	defer tr.Close()
+	c := testComposer(t)
+	dt := prepare(t, c)
+	r := testReader()
+	r.Name = ".Dot"
+	digest := dt.Message(r, sendDate)
+	plain := numbered(2)
+	plain.Text = ".first line\n..\n.\nlast"
+	plain.HTML = ""
+	for _, e := range []*Email{digest, plain} {
+		if err := tr.Send(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := be.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("received %d messages, want 2", len(msgs))
+	}
+	want, err := digest.AppendTo(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(want, []byte("\r\n=2E")) {
+		t.Fatal("the digest has no escaped line-start dot: the test proves nothing")
+	}
+	if !bytes.Equal(msgs[0].data, want) {
+		t.Errorf("the relay received %d bytes of the digest, not the %d encoded", len(msgs[0].data), len(want))
+	}
+	checkDelivered(t, msgs[1], plain)
+}
+
 func TestSMTPStartTLSRequired(t *testing.T) {
 	srv := startServer(t, &backend{}, "none") // offers no STARTTLS
 	tr := NewSMTPTransport(srv.config(TLSStartTLS))
