@@ -315,7 +315,8 @@ func (s *Service) ExportSubscriber(ctx context.Context, id int64) (*Dossier, err
 	return d, nil
 }
 
-// forgetCopiesTimeout bounds the removal of an erased reader's mail copies.
+// forgetCopiesTimeout bounds the removal of an erased reader's mail copies,
+// and of one retention batch's purged signups'.
 const forgetCopiesTimeout = 2 * time.Minute
 
 // Erase deletes a subscriber and every record that holds their personal
@@ -360,7 +361,7 @@ func (s *Service) Erase(ctx context.Context, id int64, source string) error {
 		// directory to read through.
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), forgetCopiesTimeout)
 		defer ccancel()
-		n, err := s.opts.MailCopies.ForgetRecipient(cctx, email)
+		n, err := s.opts.MailCopies.ForgetRecipients(cctx, []string{email})
 		if err != nil {
 			s.opts.Logger.ErrorContext(ctx, "removing the erased reader's mail copies did not finish", "subscriber_id", id, "removed", n, "error", err)
 		} else if n > 0 {

@@ -315,9 +315,9 @@ type recordingCopies struct {
 	err   error
 }
 
-func (c *recordingCopies) ForgetRecipient(_ context.Context, addr string) (int, error) {
-	c.addrs = append(c.addrs, addr)
-	return 1, c.err
+func (c *recordingCopies) ForgetRecipients(_ context.Context, addrs []string) (int, error) {
+	c.addrs = append(c.addrs, addrs...)
+	return len(addrs), c.err
 }
 
 // An erase, from the preference page or by the operator, has the erased
@@ -680,6 +680,55 @@ func TestRetention(t *testing.T) {
 	// A second pass finds nothing.
 	if st, err := r.RunOnce(ctx); err != nil || st != (subscribers.RetentionStats{}) {
 		t.Errorf("second pass = %+v, %v; want nothing", st, err)
+	}
+}
+
+// A retention pass has the purged signups' mail copies removed, theirs
+// only, once their rows are gone; a failure there is logged without the
+// addresses and does not fail the pass.
+func TestRetentionForgetsMailCopies(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		e := newEnv(t)
+		start := e.now
+		for _, addr := range []string{"old-a@example.org", "old-b@example.org"} {
+			if err := e.svc.Signup(ctx, signup(addr)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		activate(t, e, "active@example.org")
+		e.now = start.Add(40 * 24 * time.Hour)
+		if err := e.svc.Signup(ctx, signup("new@example.org")); err != nil {
+			t.Fatal(err)
+		}
+		copies := &recordingCopies{}
+		if fail {
+			copies.err = errors.New("read outbox file 1.eml: permission denied")
+		}
+		var logs bytes.Buffer
+		r := subscribers.Retention{Store: e.db, MailCopies: copies, Now: func() time.Time { return e.now },
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		st, err := r.RunOnce(ctx)
+		if err != nil {
+			t.Fatalf("RunOnce (copies failing: %v): %v", fail, err)
+		}
+		if st.PendingPurged != 2 || st.MailCopiesRemoved != 2 {
+			t.Errorf("stats (copies failing: %v) = %+v, want 2 purged, 2 copies removed", fail, st)
+		}
+		if got, want := slices.Sorted(slices.Values(copies.addrs)), []string{"old-a@example.org", "old-b@example.org"}; !slices.Equal(got, want) {
+			t.Errorf("copies forgotten for %q, want %q", got, want)
+		}
+		if n := e.count(t, `SELECT COUNT(*) FROM subscribers`); n != 2 {
+			t.Errorf("subscribers = %d, want 2 (the active reader, the recent signup)", n)
+		}
+		if l := logs.String(); strings.Contains(l, "@example.org") || fail != strings.Contains(l, "mail copies did not finish") {
+			t.Errorf("log (copies failing: %v):\n%s", fail, l)
+		}
+		// Nothing purged, nothing to forget.
+		copies.addrs = nil
+		if st, err := r.RunOnce(ctx); err != nil || st != (subscribers.RetentionStats{}) || copies.addrs != nil {
+			t.Errorf("second pass = %+v, %v, forgot %q; want nothing", st, err, copies.addrs)
+		}
 	}
 }
 

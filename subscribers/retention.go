@@ -25,7 +25,9 @@ const retentionBatch = 500
 // messages settled more than DeliveryLogDays ago (counted into the
 // delivery statistics first), and stored tokens long expired. After a pass
 // that deleted anything it scrubs the store, which also finishes the scrub
-// of an erase that could not complete at the time.
+// of an erase that could not complete at the time. With MailCopies set,
+// the copies of the mail sent to the purged signups (their confirmations)
+// are removed after each batch.
 type Retention struct {
 	Store PrivacyStore
 	// PendingRetention is how old an unconfirmed signup may get; 0 means
@@ -37,13 +39,21 @@ type Retention struct {
 	// Interval is the time between passes; 0 means
 	// DefaultRetentionInterval.
 	Interval time.Duration
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// MailCopies, when set, holds copies of sent mail outside the database
+	// (the outbox transport's .eml files); the purged signups' copies are
+	// removed from it once their rows are gone. A failure there is logged
+	// without the addresses and does not fail the pass.
+	MailCopies MailCopies
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // RetentionStats counts what one pass deleted.
 type RetentionStats struct {
-	PendingPurged      int
+	PendingPurged int
+	// MailCopiesRemoved is how many copies of mail sent to the purged
+	// signups were removed from MailCopies.
+	MailCopiesRemoved  int
 	MessagesAggregated int
 	TokensDeleted      int
 }
@@ -118,6 +128,7 @@ func (r Retention) RunOnce(ctx context.Context) (RetentionStats, error) {
 		cutoff := at.Add(-pending)
 		if err := drain("purge pending signups", func() (int, error) {
 			emails, err := r.Store.PurgePending(ctx, cutoff, retentionBatch)
+			st.MailCopiesRemoved += r.forgetCopies(ctx, emails)
 			return len(emails), err
 		}, &st.PendingPurged); err != nil {
 			return st, err
@@ -146,7 +157,26 @@ func (r Retention) RunOnce(ctx context.Context) (RetentionStats, error) {
 	}
 	if st != (RetentionStats{}) {
 		r.logger().InfoContext(ctx, "retention pass", "pending_purged", st.PendingPurged,
+			"mail_copies_removed", st.MailCopiesRemoved,
 			"messages_aggregated", st.MessagesAggregated, "tokens_deleted", st.TokensDeleted)
 	}
 	return st, nil
+}
+
+// forgetCopies removes the copies of the mail sent to emails, the
+// addresses of one batch of purged signups, and returns how many it
+// removed. Their rows are gone, so this is the one chance: it runs even if
+// ctx has just ended, within its own bound, as for an erase.
+func (r Retention) forgetCopies(ctx context.Context, emails []string) int {
+	if r.MailCopies == nil || len(emails) == 0 {
+		return 0
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetCopiesTimeout)
+	defer cancel()
+	n, err := r.MailCopies.ForgetRecipients(cctx, emails)
+	if err != nil {
+		r.logger().ErrorContext(ctx, "removing purged signups' mail copies did not finish",
+			"purged", len(emails), "removed", n, "error", err)
+	}
+	return n
 }

@@ -48,7 +48,7 @@ type Options struct {
 	IPMode IPMode
 	// MailCopies, when set, holds copies of sent mail outside the database
 	// (the outbox transport's .eml files); Erase removes the erased
-	// reader's copies from it.
+	// reader's copies from it. Retention has its own.
 	MailCopies MailCopies
 	Now        func() time.Time
 	Logger     *slog.Logger
@@ -57,10 +57,10 @@ type Options struct {
 // MailCopies is a place that keeps copies of the mail sent to readers
 // outside the database, such as a directory of .eml files.
 type MailCopies interface {
-	// ForgetRecipient removes every kept copy of mail addressed to addr
-	// and returns how many it removed. A place that does not exist (yet)
-	// holds nothing: 0 and no error. Its errors do not contain addr.
-	ForgetRecipient(ctx context.Context, addr string) (int, error)
+	// ForgetRecipients removes every kept copy of mail addressed to one of
+	// addrs and returns how many it removed. A place that does not exist
+	// (yet) holds nothing: 0 and no error. Its errors contain no address.
+	ForgetRecipients(ctx context.Context, addrs []string) (int, error)
 }
 
 // Service carries out what readers and operators do to subscribers.

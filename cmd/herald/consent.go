@@ -92,13 +92,18 @@ and scrubs the database file of what was deleted.`,
 	if err != nil {
 		return a.fail(fs, err)
 	}
-	fmt.Fprintf(a.stdout, "purged %d unconfirmed signups, aggregated %d messages, deleted %d expired links\n",
-		st.PendingPurged, st.MessagesAggregated, st.TokensDeleted)
+	removed := ""
+	if r.MailCopies != nil {
+		removed = fmt.Sprintf(" (and %d of their outbox files)", st.MailCopiesRemoved)
+	}
+	fmt.Fprintf(a.stdout, "purged %d unconfirmed signups%s, aggregated %d messages, deleted %d expired links\n",
+		st.PendingPurged, removed, st.MessagesAggregated, st.TokensDeleted)
 	return exitOK
 }
 
 // newRetention builds the retention loop from privacy.*. A zero in the
-// configuration keeps that kind of data forever.
+// configuration keeps that kind of data forever. With the outbox transport,
+// purging unconfirmed signups also removes their .eml files.
 func newRetention(cfg *Config, db database, logger *slog.Logger) (subscribers.Retention, error) {
 	ps, ok := db.(subscribers.PrivacyStore)
 	if !ok {
@@ -110,6 +115,9 @@ func newRetention(cfg *Config, db database, logger *slog.Logger) (subscribers.Re
 		DeliveryLogDays:  cfg.Privacy.DeliveryLogDays,
 		Interval:         time.Hour,
 		Logger:           logger.With("component", "retention"),
+	}
+	if c := mailCopiesOf(cfg); c != nil {
+		r.MailCopies = c // not a typed nil: no copies means none to remove
 	}
 	if r.PendingRetention == 0 {
 		r.PendingRetention = -1

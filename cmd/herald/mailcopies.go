@@ -12,7 +12,8 @@ import (
 )
 
 // outboxCopies is the outbox transport's directory seen as the copies of
-// sent mail that erasing a reader must remove (subscribers.MailCopies).
+// sent mail that erasing a reader, or purging unconfirmed signups, must
+// remove (subscribers.MailCopies).
 type outboxCopies struct {
 	dir string
 }
@@ -26,20 +27,22 @@ func mailCopiesOf(cfg *Config) *outboxCopies {
 	return nil
 }
 
-// outboxReadDirBatch is how many directory entries ForgetRecipient reads
+// outboxReadDirBatch is how many directory entries ForgetRecipients reads
 // at a time: the directory is streamed, never listed whole.
 const outboxReadDirBatch = 256
 
-// ForgetRecipient removes every .eml file of the directory that holds addr
-// (compared without regard to ASCII case, as a whole address: erasing
-// bob@example.org leaves jimbob@example.org's mail alone), and returns how
-// many it removed. It reads each file through a small buffer, so neither
-// the directory nor a file is ever held in memory whole. A missing
-// directory holds nothing. A file it cannot read is left in place and
-// reported in the error after the others are done; errors name files,
-// whose names come from Message-IDs, never the address.
-func (o *outboxCopies) ForgetRecipient(ctx context.Context, addr string) (int, error) {
-	if addr == "" {
+// ForgetRecipients removes every .eml file of the directory that holds one
+// of addrs (compared without regard to ASCII case, as a whole address:
+// erasing bob@example.org leaves jimbob@example.org's mail alone), and
+// returns how many it removed. It goes through the directory once for all
+// of addrs, and reads each file through a small buffer, so neither the
+// directory nor a file is ever held in memory whole. A missing directory
+// holds nothing. A file it cannot read is left in place and reported in
+// the error after the others are done; errors name files, whose names come
+// from Message-IDs, never an address.
+func (o *outboxCopies) ForgetRecipients(ctx context.Context, addrs []string) (int, error) {
+	m := newAddressMatcher(addrs...)
+	if m == nil {
 		return 0, nil
 	}
 	root, err := os.OpenRoot(o.dir)
@@ -55,7 +58,6 @@ func (o *outboxCopies) ForgetRecipient(ctx context.Context, addr string) (int, e
 	}
 	defer d.Close()
 
-	m := newAddressMatcher(addr)
 	buf := make([]byte, 32<<10)
 	removed := 0
 	var errs []error
@@ -97,8 +99,8 @@ func (o *outboxCopies) ForgetRecipient(ctx context.Context, addr string) (int, e
 	return removed, errors.Join(errs...)
 }
 
-// fileHolds reports whether the file name under root holds the address m
-// looks for, reading it through buf.
+// fileHolds reports whether the file name under root holds one of the
+// addresses m looks for, reading it through buf.
 func fileHolds(root *os.Root, name string, m *addressMatcher, buf []byte) (bool, error) {
 	f, err := root.Open(name)
 	if err != nil {
@@ -112,22 +114,40 @@ func fileHolds(root *os.Root, name string, m *addressMatcher, buf []byte) (bool,
 	return found, nil
 }
 
-// addressMatcher finds one email address in a stream of bytes, ignoring
-// ASCII case, as a whole address: not preceded by a character that could
-// belong to a local part, nor followed by one that could extend its domain.
+// addressMatcher finds any of a set of email addresses in a stream of
+// bytes, ignoring ASCII case, as a whole address: not preceded by a
+// character that could belong to a local part, nor followed by one that
+// could extend its domain.
 type addressMatcher struct {
-	addr   []byte // lower case
-	window []byte // the unresolved tail of what was read, then the new chunk
+	addrs   [][]byte // lower case, none empty, no duplicates
+	longest int
+	window  []byte // the unresolved tail of what was read, then the new chunk
 }
 
-func newAddressMatcher(addr string) *addressMatcher {
-	return &addressMatcher{addr: []byte(strings.ToLower(addr))}
+// newAddressMatcher returns a matcher for addrs, or nil when there is no
+// address to look for (empty ones are ignored).
+func newAddressMatcher(addrs ...string) *addressMatcher {
+	m := &addressMatcher{}
+	seen := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		a = strings.ToLower(a)
+		if a == "" || seen[a] {
+			continue
+		}
+		seen[a] = true
+		m.addrs = append(m.addrs, []byte(a))
+		m.longest = max(m.longest, len(a))
+	}
+	if len(m.addrs) == 0 {
+		return nil
+	}
+	return m
 }
 
-// in reports whether r holds the address, reading it in chunks of buf's
-// size and keeping only len(addr)+2 bytes from one chunk to the next.
+// in reports whether r holds one of the addresses, reading it in chunks of
+// buf's size and keeping only the longest address's length plus 2 bytes
+// from one chunk to the next.
 func (m *addressMatcher) in(r io.Reader, buf []byte) (bool, error) {
-	n := len(m.addr)
 	m.window = m.window[:0]
 	var before byte // the byte before window[0]; 0 at the start of r
 	for {
@@ -143,33 +163,46 @@ func (m *addressMatcher) in(r io.Reader, buf []byte) (bool, error) {
 			return false, err
 		}
 		w := m.window
-		for i := 0; ; {
-			j := indexFrom(w, m.addr, i)
-			if j < 0 {
-				break
-			}
-			end := j + n
-			if !eof && end+2 > len(w) {
-				break // decided once the next chunk is in
-			}
-			prev := before
-			if j > 0 {
-				prev = w[j-1]
-			}
-			if !localPartByte(prev) && !domainContinues(w[end:]) {
+		for _, addr := range m.addrs {
+			if holds(w, addr, before, eof) {
 				return true, nil
 			}
-			i = j + 1
 		}
 		if eof {
 			return false, nil
 		}
 		// Keep what an occurrence not yet decided, and the byte before it,
-		// may need.
-		if keep := n + 2; len(w) > keep {
+		// may need: an occurrence left undecided starts within the last
+		// len(addr)+1 bytes, and one decided already is decided again the
+		// same way.
+		if keep := m.longest + 2; len(w) > keep {
 			before = w[len(w)-keep-1]
 			m.window = append(m.window[:0], w[len(w)-keep:]...)
 		}
+	}
+}
+
+// holds reports whether w, preceded by the byte before (0 at the start of
+// the stream), holds addr as a whole address. Unless eof, an occurrence
+// too close to w's end to tell is left for the next chunk.
+func holds(w, addr []byte, before byte, eof bool) bool {
+	for i := 0; ; {
+		j := indexFrom(w, addr, i)
+		if j < 0 {
+			return false
+		}
+		end := j + len(addr)
+		if !eof && end+2 > len(w) {
+			return false // decided once the next chunk is in
+		}
+		prev := before
+		if j > 0 {
+			prev = w[j-1]
+		}
+		if !localPartByte(prev) && !domainContinues(w[end:]) {
+			return true
+		}
+		i = j + 1
 	}
 }
 
