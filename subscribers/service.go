@@ -71,7 +71,7 @@ type Service struct {
 	// privacy is store when it implements PrivacyStore, else nil: the
 	// suppression list, export, erase and retention need it.
 	privacy     PrivacyStore
-	suppressKey []byte // keys the suppression list's address hashes
+	suppressMAC signer // keys the suppression list's address hashes
 	ipKey       []byte // keys consent IPs in IPHash mode
 }
 
@@ -111,9 +111,11 @@ func NewService(ctx context.Context, store Store, opts Options) (*Service, error
 	s := &Service{store: store, opts: opts, signer: newSigner(key)}
 	if ps, ok := store.(PrivacyStore); ok {
 		s.privacy = ps
-		if s.suppressKey, err = store.Secret(ctx, suppressionKeyName, newKey); err != nil {
+		key, err := store.Secret(ctx, suppressionKeyName, newKey)
+		if err != nil {
 			return nil, fmt.Errorf("load suppression key: %w", err)
 		}
+		s.suppressMAC = newSigner(key)
 	}
 	if opts.IPMode == IPHash {
 		if s.ipKey, err = store.Secret(ctx, ipKeyName, newKey); err != nil {

@@ -2,7 +2,6 @@ package subscribers
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
 	"strings"
@@ -51,9 +50,7 @@ type Suppression struct {
 
 // addressHash is the suppression list's key for a normalised address.
 func (s *Service) addressHash(email string) []byte {
-	m := hmac.New(sha256.New, s.suppressKey)
-	m.Write([]byte(strings.ToLower(email)))
-	return m.Sum(nil)
+	return s.suppressMAC.sum([]byte(strings.ToLower(email)))
 }
 
 // suppressedIn reports, inside a write transaction, whether email (already

@@ -61,7 +61,8 @@ func wellFormedStored(raw string) bool {
 	return err == nil
 }
 
-// signer mints and checks signed tokens.
+// signer mints and checks signed tokens, and keys the suppression list's
+// address hashes.
 type signer struct {
 	key []byte
 	// keyed is HMAC-SHA256 with key already absorbed (newSigner), cloned
@@ -77,7 +78,10 @@ func newSigner(key []byte) signer {
 	return s
 }
 
-func (s signer) mac(payload []byte) []byte {
+func (s signer) mac(payload []byte) []byte { return s.sum(payload)[:signedMACBytes] }
+
+// sum returns the whole HMAC-SHA256 of payload.
+func (s signer) sum(payload []byte) []byte {
 	var m hash.Hash
 	if s.keyed != nil {
 		if c, err := s.keyed.Clone(); err == nil {
@@ -88,7 +92,7 @@ func (s signer) mac(payload []byte) []byte {
 		m = hmac.New(sha256.New, s.key)
 	}
 	m.Write(payload)
-	return m.Sum(nil)[:signedMACBytes]
+	return m.Sum(nil)
 }
 
 // sign returns a token for (purpose, id) valid until expires.
