@@ -535,6 +535,36 @@ func TestDigestMessageChanged(t *testing.T) {
 	}
 }
 
+// TestDigestValidate: a digest as its template made it is valid without
+// being checked again, but its ReturnPath is checked, and a field changed
+// afterwards is checked as in any Email.
+func TestDigestValidate(t *testing.T) {
+	dt := prepare(t, testComposer(t))
+	for _, tc := range []struct {
+		name   string
+		mutate func(e *Email)
+		valid  bool
+	}{
+		{"as made", func(e *Email) {}, true},
+		{"VERP return path", func(e *Email) { e.ReturnPath = "bounces+42@passblue.example" }, true},
+		{"bad return path", func(e *Email) { e.ReturnPath = "bounces@@passblue" }, false},
+		{"bad To", func(e *Email) { e.To = "not an address" }, false},
+		{"header with a line break", func(e *Email) { e.Headers[0].Value = "<https://x.example/u>\r\nBcc: a@b.example" }, false},
+		{"control character in the name", func(e *Email) { e.ToName = "Ana\x00" }, false},
+	} {
+		for _, m := range []*Email{dt.Message(testReader(), sendDate), dt.Email(testReader(), sendDate)} {
+			tc.mutate(m)
+			err := m.Validate()
+			if tc.valid && err != nil {
+				t.Errorf("%s: Validate = %v", tc.name, err)
+			}
+			if !tc.valid && !errors.Is(err, ErrInvalidEmail) {
+				t.Errorf("%s: Validate = %v, want ErrInvalidEmail", tc.name, err)
+			}
+		}
+	}
+}
+
 // TestDigestThroughSMTP sends spliced messages through the SMTP transport
 // to the in-process relay.
 func TestDigestThroughSMTP(t *testing.T) {
