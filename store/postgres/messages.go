@@ -22,24 +22,38 @@ const (
 )
 
 // claimSQL leases due messages and returns them with their recipients, in
-// one statement. Each of due and expired walks a partial index in
-// (priority, id) order, locks up to $4 rows and stops: a claim costs the same
-// with ten rows queued or a million. SKIP LOCKED passes over rows another
-// instance is claiming right now, so concurrent claims never wait on each
-// other and never return the same row; a row another claim changed after
-// this statement began is re-checked against the WHERE clause before it is
-// locked, so a message just leased elsewhere is left out.
+// one statement, leaving less urgent mail its share of the batch (see
+// ClaimMessages). Each arm walks a partial index in (priority, id) order,
+// locks up to its LIMIT and stops: a claim costs the same with ten rows
+// queued or a million. due and expired lock the first $4 due messages each;
+// between them they hold the first $4 of the most urgent due priority, which
+// urgent keeps, numbered in id order. rest_due and rest_expired walk the same
+// indexes again from just past that priority and lock only as many rows as
+// the others can get: the batch less the urgent rows it keeps for sure (up
+// to $4 - $4/4, the cap). picked then takes, in this order, the urgent rows
+// within the cap, the others in (priority, id) order and the urgent rows
+// past the cap, and keeps the first $4: others fill what the urgent leave,
+// and the urgent what the others leave. Below a limit of 4 the cap is the
+// whole batch, as before the share.
 //
-// The two arms are separate CTEs because PostgreSQL allows no FOR UPDATE
-// inside a UNION; rows locked by an arm but cut by the final LIMIT stay
-// locked (unclaimed) only until the statement ends. The UPDATE finds its
-// rows by primary key (= ANY of an array) and the recipients are read one
-// by one (LATERAL ... LIMIT 1): with the CTEs' row counts unknown to it,
-// the planner would otherwise hash-join whole tables, scanning every
-// message and subscriber on each claim. Besides the address, name and
-// status the claim says whether the reader is paused and still takes the
-// newsletter of the message's issue, so that the renderer of a digest needs
-// no query of its own.
+// SKIP LOCKED passes over rows another instance is claiming right now, so
+// concurrent claims never wait on each other and never return the same row;
+// a row another claim changed after this statement began is re-checked
+// against the WHERE clause before it is locked, so a message just leased
+// elsewhere is left out. A row locked by two arms of this statement is
+// picked through one of them only: urgent takes the most urgent priority,
+// the rest arms only those past it.
+//
+// The arms are separate CTEs because PostgreSQL allows no FOR UPDATE inside
+// a UNION; rows locked by an arm but cut by the final LIMIT stay locked
+// (unclaimed) only until the statement ends. The UPDATE finds its rows by
+// primary key (= ANY of an array) and the recipients are read one by one
+// (LATERAL ... LIMIT 1): with the CTEs' row counts unknown to it, the
+// planner would otherwise hash-join whole tables, scanning every message and
+// subscriber on each claim. Besides the address, name and status the claim
+// says whether the reader is paused and still takes the newsletter of the
+// message's issue, so that the renderer of a digest needs no query of its
+// own.
 const claimSQL = `WITH due AS MATERIALIZED (
     SELECT id, priority FROM messages
     WHERE status = 'queued' AND next_attempt_at <= $2
@@ -50,9 +64,26 @@ expired AS MATERIALIZED (
     WHERE status = 'sending' AND lease_until < $2
     ORDER BY priority, id LIMIT $4
     FOR UPDATE SKIP LOCKED),
+urgent AS MATERIALIZED (
+    SELECT id, priority, row_number() OVER (ORDER BY id) AS n
+    FROM (SELECT id, priority FROM due UNION ALL SELECT id, priority FROM expired) u
+    WHERE priority = (SELECT min(priority) FROM (SELECT priority FROM due UNION ALL SELECT priority FROM expired) v)),
+rest_due AS MATERIALIZED (
+    SELECT id, priority FROM messages
+    WHERE status = 'queued' AND next_attempt_at <= $2 AND priority > (SELECT priority FROM urgent LIMIT 1)
+    ORDER BY priority, id LIMIT $4 - least((SELECT count(*) FROM urgent), $4 - $4 / 4)
+    FOR UPDATE SKIP LOCKED),
+rest_expired AS MATERIALIZED (
+    SELECT id, priority FROM messages
+    WHERE status = 'sending' AND lease_until < $2 AND priority > (SELECT priority FROM urgent LIMIT 1)
+    ORDER BY priority, id LIMIT $4 - least((SELECT count(*) FROM urgent), $4 - $4 / 4)
+    FOR UPDATE SKIP LOCKED),
 picked AS (
-    SELECT id FROM (SELECT id, priority FROM due UNION ALL SELECT id, priority FROM expired) u
-    ORDER BY priority, id LIMIT $4),
+    SELECT id FROM (
+        SELECT id, priority, CASE WHEN n <= $4 - $4 / 4 THEN 0 ELSE 2 END AS grp FROM urgent
+        UNION ALL SELECT id, priority, 1 FROM rest_due
+        UNION ALL SELECT id, priority, 1 FROM rest_expired) p
+    ORDER BY grp, priority, id LIMIT $4),
 claimed AS (
     UPDATE messages m
     SET status = 'sending', lease_owner = $1, lease_until = $3, attempts = m.attempts + 1, updated_at = $2
@@ -72,6 +103,15 @@ ORDER BY c.priority, c.id`
 // now+lease, increments their attempts and returns them joined with their
 // recipients, ordered by priority then id. Several instances may claim at
 // once: no message is returned to two of them.
+//
+// Less urgent mail keeps a share of each batch, so that a flood of
+// transactional mail cannot starve the digests: when due messages of more
+// than one priority exist and limit >= 4, the most urgent priority among
+// them takes at most limit - limit/4 rows, and the rest go to the other due
+// messages in (priority, id) order; when fewer of those are due, the urgent
+// ones fill the batch. Below a limit of 4 a claim takes the first limit due
+// messages in (priority, id) order. Due means due and not being claimed by
+// another instance at that moment.
 func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]delivery.Job, error) {
 	if limit <= 0 {
 		return nil, nil

@@ -465,6 +465,9 @@ func TestForeignKeysCascade(t *testing.T) {
 	}
 }
 
+// The claim walks the partial indexes, each twice: once from the start for
+// the most urgent due priority, and once from just past it for the share of
+// the others; every arm locks its rows (SKIP LOCKED).
 func TestClaimUsesIndexes(t *testing.T) {
 	db := open(t)
 	plan, err := db.ExplainClaim(t.Context())
@@ -472,12 +475,18 @@ func TestClaimUsesIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, idx := range []string{"messages_queued", "messages_leased"} {
-		if !strings.Contains(plan, idx) {
-			t.Errorf("claim plan does not use %s:\n%s", idx, plan)
+		if n := strings.Count(plan, "Index Scan using "+idx+" "); n < 2 {
+			t.Errorf("claim plan uses %s %d times, want 2 (one per arm):\n%s", idx, n, plan)
 		}
 	}
-	if !strings.Contains(plan, "LockRows") {
-		t.Errorf("claim plan locks no rows:\n%s", plan)
+	if !strings.Contains(plan, "Index Cond: ((priority > ") {
+		t.Errorf("the others' arm does not seek past the urgent priority:\n%s", plan)
+	}
+	if n := strings.Count(plan, "LockRows"); n < 4 {
+		t.Errorf("claim plan locks rows in %d places, want 4 (one per arm):\n%s", n, plan)
+	}
+	if strings.Contains(plan, "Seq Scan on messages") {
+		t.Errorf("claim plan scans the table:\n%s", plan)
 	}
 }
 

@@ -37,6 +37,13 @@ func (db *DB) DeleteSubscriber(ctx context.Context, id int64) error {
 	return err
 }
 
+// Analyze gathers the planner's statistics on the writer, as Herald does
+// after bulk writes.
+func (db *DB) Analyze(ctx context.Context) error {
+	_, err := db.writer.ExecContext(ctx, `ANALYZE`)
+	return err
+}
+
 // ExplainClaim returns the query plan of the claim statement, one line per step.
 func (db *DB) ExplainClaim(ctx context.Context) (string, error) {
 	now := time.Now()

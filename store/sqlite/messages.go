@@ -24,28 +24,57 @@ const (
 	maxEventDetail = 200
 )
 
-// claimSQL leases due messages and returns them with their recipients. Each
-// arm of the UNION walks a partial index in (priority, id) order and stops
-// after ?4 due rows, so a claim costs the same with ten rows queued or a
-// million. The subqueries in RETURNING read the recipient in the same
-// statement (SQLite's RETURNING cannot name a joined table), each one a
-// primary-key lookup: address, name, status and pause, and whether the
-// reader still takes the newsletter of the message's issue, so that the
-// renderer of a digest needs no query of its own.
-const claimSQL = `UPDATE messages
-SET status = 'sending', lease_owner = ?1, lease_until = ?3, attempts = attempts + 1, updated_at = ?2
-WHERE id IN (
+// claimSQL leases due messages and returns them with their recipients,
+// leaving less urgent mail its share of the batch (see ClaimMessages).
+//
+// due and expired each walk a partial index in (priority, id) order and stop
+// after ?4 rows: between them they hold the first ?4 due messages of the
+// most urgent due priority, which urgent keeps, numbered in id order.
+// rest_due and rest_expired walk the same indexes again, from just past that
+// priority, and stop after as many rows as the others can get: the batch
+// less the urgent rows it keeps for sure (up to ?4 - ?4/4, its cap). picked
+// then takes, in this order, the urgent rows within the cap, the others in
+// (priority, id) order, and the urgent rows past the cap, and keeps the
+// first ?4: others fill what the urgent leave, and the urgent what the
+// others leave. Below a limit of 4 the cap is the whole batch, as before
+// the share. So a claim reads at most about twice the batch, whether ten
+// rows are queued or a million.
+//
+// The subqueries in RETURNING read the recipient in the same statement
+// (SQLite's RETURNING cannot name a joined table), each one a primary-key
+// lookup: address, name, status and pause, and whether the reader still
+// takes the newsletter of the message's issue, so that the renderer of a
+// digest needs no query of its own.
+const claimSQL = `WITH due AS MATERIALIZED (
+    SELECT id, priority FROM messages
+    WHERE status = 'queued' AND next_attempt_at <= ?2
+    ORDER BY priority, id LIMIT ?4),
+expired AS MATERIALIZED (
+    SELECT id, priority FROM messages
+    WHERE status = 'sending' AND lease_until < ?2
+    ORDER BY priority, id LIMIT ?4),
+urgent AS MATERIALIZED (
+    SELECT id, priority, row_number() OVER (ORDER BY id) AS n FROM (
+        SELECT id, priority FROM due UNION ALL SELECT id, priority FROM expired)
+    WHERE priority = (SELECT min(priority) FROM (
+        SELECT priority FROM due UNION ALL SELECT priority FROM expired))),
+rest_due AS (
+    SELECT id, priority FROM messages
+    WHERE status = 'queued' AND next_attempt_at <= ?2 AND priority > (SELECT priority FROM urgent LIMIT 1)
+    ORDER BY priority, id LIMIT ?4 - min((SELECT count(*) FROM urgent), ?4 - ?4 / 4)),
+rest_expired AS (
+    SELECT id, priority FROM messages
+    WHERE status = 'sending' AND lease_until < ?2 AND priority > (SELECT priority FROM urgent LIMIT 1)
+    ORDER BY priority, id LIMIT ?4 - min((SELECT count(*) FROM urgent), ?4 - ?4 / 4)),
+picked AS (
     SELECT id FROM (
-        SELECT id, priority FROM (
-            SELECT id, priority FROM messages
-            WHERE status = 'queued' AND next_attempt_at <= ?2
-            ORDER BY priority, id LIMIT ?4)
-        UNION ALL
-        SELECT id, priority FROM (
-            SELECT id, priority FROM messages
-            WHERE status = 'sending' AND lease_until < ?2
-            ORDER BY priority, id LIMIT ?4))
-    ORDER BY priority, id LIMIT ?4)
+        SELECT id, priority, CASE WHEN n <= ?4 - ?4 / 4 THEN 0 ELSE 2 END AS grp FROM urgent
+        UNION ALL SELECT id, priority, 1 FROM rest_due
+        UNION ALL SELECT id, priority, 1 FROM rest_expired)
+    ORDER BY grp, priority, id LIMIT ?4)
+UPDATE messages
+SET status = 'sending', lease_owner = ?1, lease_until = ?3, attempts = attempts + 1, updated_at = ?2
+WHERE id IN (SELECT id FROM picked)
 RETURNING id, priority, kind, subscriber_id, issue_id, edition_id, message_id, attempts, created_at,
     (SELECT s.email FROM subscribers s WHERE s.id = messages.subscriber_id),
     (SELECT s.name FROM subscribers s WHERE s.id = messages.subscriber_id),
@@ -58,6 +87,14 @@ RETURNING id, priority, kind, subscriber_id, issue_id, edition_id, message_id, a
 // <= now, or sending with a lease expired before now) to owner until
 // now+lease, increments their attempts and returns them joined with their
 // recipients, ordered by priority then id.
+//
+// Less urgent mail keeps a share of each batch, so that a flood of
+// transactional mail cannot starve the digests: when due messages of more
+// than one priority exist and limit >= 4, the most urgent priority among
+// them takes at most limit - limit/4 rows, and the rest go to the other due
+// messages in (priority, id) order; when fewer of those are due, the urgent
+// ones fill the batch. Below a limit of 4 a claim takes the first limit due
+// messages in (priority, id) order.
 func (db *DB) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]delivery.Job, error) {
 	if limit <= 0 {
 		return nil, nil
