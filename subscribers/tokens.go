@@ -74,7 +74,11 @@ type signer struct {
 
 func newSigner(key []byte) signer {
 	s := signer{key: key}
-	s.keyed, _ = hmac.New(sha256.New, key).(hash.Cloner)
+	m := hmac.New(sha256.New, key)
+	// Reset keeps the hash states after the padded keys, so that each
+	// clone's Sum restores the outer one instead of hashing its pad again.
+	m.Reset()
+	s.keyed, _ = m.(hash.Cloner)
 	return s
 }
 
