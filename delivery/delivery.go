@@ -77,7 +77,12 @@ type Store interface {
 	// now+lease, increments their attempt count and returns them joined with
 	// their recipients (address, name, status, pause, and whether they still
 	// take the newsletter of the message's issue), transactional (lower
-	// priority) first.
+	// priority) first, ordered by priority then id. When due messages of
+	// more than one priority exist and limit >= 4, the most urgent due
+	// priority takes at most limit - limit/4 of them and the rest go to the
+	// other due messages in (priority, id) order, so that a flood of
+	// signups cannot starve the digests; when fewer of those are due, the
+	// urgent ones fill the batch.
 	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Job, error)
 	// SettleMessages records the results in one transaction. Only rows still
 	// leased by owner are changed. OutcomeBounced also sets the subscriber's
