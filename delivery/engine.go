@@ -249,9 +249,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	settled := make(chan error, 1)
 	go func() { settled <- e.settleLoop(ctx, results) }()
 
-	// A transport that honours a mailer.DataGate lets a worker send its
-	// next message while the last one's settle commits: the relay gets
-	// all of it but the final dot, which waits for the commit.
+	// A transport that honours a mailer.DataGate lets a worker start its
+	// next message while the last one's settle commits: the transaction
+	// runs up to DATA's 354, and the message waits for the commit.
 	g, _ := e.transport.(mailer.DataGater)
 	gates := g != nil && g.GatesData()
 	// Without throttling, a worker takes its next job while it sends the

@@ -12,7 +12,7 @@ import "context"
 //
 // A sender that knows what it will send next puts a Chain in the context of
 // each Send (WithChain) and sets Next. An SMTPTransport whose relay offers
-// PIPELINING calls Next once the message is written but its final dot; if
+// PIPELINING calls Next when the message may go (its DataGate is open); if
 // Next returns an email, its transaction is opened, and the connection stays
 // with the Chain, its slot still held, for the Send of that email, which
 // must come next on the same Chain. A Send of another email (or through

@@ -163,26 +163,24 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 	}
 	out := data
 	if g := DataGateFrom(ctx); g != nil && !isClosed(g.Ready) {
-		// Everything but the lone dot: the relay cannot take the message
-		// before it has that.
-		end := len(out) - len(".\r\n")
-		if err := sc.write(out[:end]); err != nil {
-			return false, false, false, classify(ctx, StageData, err)
-		}
+		// The message goes out whole once the gate opens: written before,
+		// all but its lone dot, it cost a write and a wake-up of the relay
+		// more for every message, and the transfer it overlapped with the
+		// wait is a small part of a message's time at any bandwidth that
+		// would not limit the send anyway.
 		if g.Waiting != nil {
 			g.Waiting()
 		}
 		select {
 		case <-g.Ready:
 		case <-ctx.Done():
-			// Mid-DATA: the connection is closed, and the relay drops
-			// the unfinished message.
+			// After DATA's 354: the connection is closed, and the relay
+			// drops the message it has not received.
 			return false, false, false, classify(ctx, StageData, context.Cause(ctx))
 		}
 		if err := sc.arm(ctx, timeout); err != nil {
 			return false, false, false, classify(ctx, StageData, err)
 		}
-		out = out[end:]
 	}
 	if next != nil && sc.pipelining && ctx.Err() == nil {
 		// The next message's transaction goes out with this one's dot
@@ -209,10 +207,9 @@ func (sc *smtpConn) transact(ctx context.Context, timeout time.Duration, from, t
 	return true, false, chained, nil
 }
 
-// DataGate holds back the end of a message's data: SMTPTransport writes
-// the whole message but its final "." line and waits for Ready to be
-// closed before writing it, so that the relay cannot take the message
-// before then, while the commands and the message itself already went out.
+// DataGate holds back a message's data: SMTPTransport runs the commands
+// up to DATA's 354 and waits for Ready to be closed before it writes the
+// message, so that the relay cannot take the message before then.
 // The delivery engine uses it to let a worker send its next message while
 // the previous one's settle commits, and still have the relay take the
 // next one only once the previous one is recorded.
