@@ -178,6 +178,7 @@ bench_articles "$work/articles"
 # The size of one reader's message, sent through a sink that dumps it.
 if [ -z "${SIZE:-}" ]; then
   mkdir -p "$work/probe"
+  require_free_port "$PORT" "$((PORT + 1))"
   smtp-sink -u root -d "$work/probe/%M." "127.0.0.1:$((PORT + 1))" 10 >/dev/null 2>&1 &
   probepid=$!
   sleep 0.3

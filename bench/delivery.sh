@@ -118,6 +118,7 @@ bench_articles "$work/articles"
 # it. smtp-source then sends messages of that size (SIZE overrides it).
 if [ -z "${SIZE:-}" ]; then
   mkdir -p "$work/probe"
+  require_free_port "$PORT" "$((PORT + 1))"
   smtp-sink -u root -d "$work/probe/%M." "127.0.0.1:$((PORT + 1))" 10 >/dev/null 2>&1 &
   probepid=$!
   sleep 0.3
@@ -139,6 +140,7 @@ awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) p
 smtp-sink -c ${SINK_FLAGS:-} -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
 sinkpid=$!
 if [ -n "${RELAY_DELAY:-}" ]; then
+  require_free_port "$SEND_PORT"
   go build -o "$work/rttproxy" ./bench/rttproxy
   "$work/rttproxy" -listen "127.0.0.1:$SEND_PORT" -target "127.0.0.1:$PORT" -delay "$RELAY_DELAY" &
   proxypid=$!

@@ -113,6 +113,7 @@ EOF
 bench_articles "$work/articles"
 awk -v n="$N" 'BEGIN { print "email,name,newsletters"; for (i = 0; i < n; i++) printf "reader%d@example%d.org,Reader %d,daily\n", i, i % 997, i }' >"$work/readers.csv"
 
+require_free_port "$PORT"
 smtp-sink -c -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
 sinkpid=$!
 sleep 0.5

@@ -10,6 +10,20 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # "sess=.. quit=.. mesg=N" lines, separated by carriage returns).
 sink_count() { tr '\r' '\n' <"$work/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1 | sed 's/^$/0/'; }
 
+# require_free_port fails unless nothing listens on the loopback TCP ports
+# given: Postfix's smtp-sink binds with SO_REUSEPORT, so a second sink (a
+# stray one, or another bench script's) on the same port silently takes
+# half the connections, and the counts no longer match.
+require_free_port() {
+  local p
+  for p in "$@"; do
+    if ss -Hltn "sport = :$p" | grep -q .; then
+      echo "port $p is already in use (another smtp-sink or bench script?): stop it first" >&2
+      exit 1
+    fi
+  done
+}
+
 # wait_count waits until the sink's counter stops moving (a session may
 # still be closing) and prints it.
 wait_count() {

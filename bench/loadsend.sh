@@ -208,6 +208,7 @@ t1=$(now)
 "$work/herald" articles import "$work/articles" >/dev/null
 echo "$engine: imported $N active readers in $(sub "$t0" "$t1") s"
 
+require_free_port "$PORT"
 smtp-sink -c -u root "127.0.0.1:$PORT" 1000 >"$work/sink.out" 2>&1 &
 sinkpid=$!
 sleep 0.5
