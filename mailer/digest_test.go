@@ -369,10 +369,9 @@ func TestDigestSpliceEquivalence(t *testing.T) {
 	}
 }
 
-// unsoft removes quoted-printable soft line breaks.
-// unsoft removes soft line breaks, and undoes the escapes of characters
-// that start a line in one encoding and need not in another (a '.', and
-// the F of "From ").
+// unsoft removes quoted-printable soft line breaks, and undoes the escapes
+// of characters that start a line in one encoding and need not in another
+// (a '.', and the F of "From ").
 func unsoft(b []byte) string {
 	return strings.NewReplacer("=\r\n", "", "=2E", ".", "=46", "F").Replace(string(b))
 }

@@ -273,7 +273,7 @@ func TestSMTPModes(t *testing.T) {
 // A digest goes out without dot-stuffing (its encoding has no line that
 // starts with a dot, though its style sheet and this reader's name do), and
 // the relay receives exactly the encoded message; an ordinary message with
-// such lines is dot-stuffed and arrives intact too.
+// such lines, which goes through the dot-stuffing, arrives intact too.
 func TestSMTPDotLines(t *testing.T) {
 	be := &backend{}
 	srv := startServer(t, be, TLSNone)

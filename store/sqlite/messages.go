@@ -267,7 +267,7 @@ func settleQueries(results []delivery.Result) []string {
 // sets the subscriber's status to bounced (unless they complained) and logs
 // a status_change event. EINVALID for an unknown outcome, and then nothing
 // is written. Sent messages whose results follow one another share one
-// statement, and a sent time no more than sentSpan later than their own.
+// statement and one sent time, at most sentSpan later than their own.
 func (db *DB) SettleMessages(ctx context.Context, owner string, results []delivery.Result) error {
 	if len(results) == 0 {
 		return nil
@@ -305,29 +305,35 @@ func (db *DB) SettleMessages(ctx context.Context, owner string, results []delive
 }
 
 // sentSpan is how far apart the sent times of messages settled in one
-// statement may be: they share one sent_at, the latest of the run's.
+// statement may be: they share one sent_at, the latest of the run's, so
+// each is recorded at most sentSpan late.
 const sentSpan = 10 * time.Millisecond
 
 // sentRun gathers consecutive sent results for one settleSentSQL.
 type sentRun struct {
-	ids         []byte // a JSON array of ids, unclosed; empty when the run is
-	first, last time.Time
+	ids              []byte // a JSON array of the ids, not yet closed; empty for an empty run
+	earliest, latest time.Time
 }
 
-// takes adds r to the run unless its sent time lies more than sentSpan
-// from the run's first.
+// takes adds r to the run unless the run's sent times would then span
+// more than sentSpan.
 func (run *sentRun) takes(r delivery.Result) bool {
 	if len(run.ids) == 0 {
 		run.ids = append(run.ids, '[')
-		run.first, run.last = r.At, r.At
+		run.earliest, run.latest = r.At, r.At
 	} else {
-		if d := r.At.Sub(run.first); d > sentSpan || d < -sentSpan {
+		lo, hi := run.earliest, run.latest
+		if r.At.Before(lo) {
+			lo = r.At
+		}
+		if r.At.After(hi) {
+			hi = r.At
+		}
+		if hi.Sub(lo) > sentSpan {
 			return false
 		}
 		run.ids = append(run.ids, ',')
-		if r.At.After(run.last) {
-			run.last = r.At
-		}
+		run.earliest, run.latest = lo, hi
 	}
 	run.ids = strconv.AppendInt(run.ids, r.ID, 10)
 	return true
@@ -343,7 +349,7 @@ func (run *sentRun) flush(stmts *settleStmts, owner string) error {
 		return err
 	}
 	run.ids = append(run.ids, ']')
-	_, err = st.ExecContext(stmts.ctx, encTimeNN(run.last), string(run.ids), owner)
+	_, err = st.ExecContext(stmts.ctx, encTimeNN(run.latest), string(run.ids), owner)
 	run.ids = run.ids[:0]
 	if err != nil {
 		return fmt.Errorf("sent messages: %w", err)

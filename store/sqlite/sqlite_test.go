@@ -291,9 +291,9 @@ func TestSettleSentUsesPrimaryKey(t *testing.T) {
 }
 
 // Sent results that follow one another settle together and share the
-// latest sent time of their run, as long as the times lie within 10 ms of
-// the run's first; other outcomes in between, and rows another worker
-// holds, keep their own treatment.
+// latest sent time of their run, as long as the run's times span at most
+// 10 ms; other outcomes in between, and rows another worker holds, keep
+// their own treatment.
 func TestSettleSentRuns(t *testing.T) {
 	ctx := t.Context()
 	db := open(t)
@@ -303,7 +303,7 @@ func TestSettleSentRuns(t *testing.T) {
 		if err := tx.CreateSubscriber(s); err != nil {
 			return err
 		}
-		for i := range 6 {
+		for i := range 9 {
 			if err := tx.Enqueue(subscribers.OutboxMessage{Kind: "digest", SubscriberID: s.ID,
 				MessageID: fmt.Sprintf("run%d@test", i), CreatedAt: now}); err != nil {
 				return err
@@ -315,8 +315,8 @@ func TestSettleSentRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	jobs, err := db.ClaimMessages(ctx, "w", now, time.Minute, 10)
-	if err != nil || len(jobs) != 6 {
-		t.Fatalf("claimed %d (%v), want 6", len(jobs), err)
+	if err != nil || len(jobs) != 9 {
+		t.Fatalf("claimed %d (%v), want 9", len(jobs), err)
 	}
 	// The last one is leased to someone else by now.
 	rawExec(t, db, `UPDATE messages SET lease_owner = 'other' WHERE id = ?`, jobs[5].ID)
@@ -328,6 +328,11 @@ func TestSettleSentRuns(t *testing.T) {
 		{ID: jobs[3].ID, Outcome: delivery.OutcomeSent, At: now.Add(6 * ms)},
 		{ID: jobs[4].ID, Outcome: delivery.OutcomeSent, At: now.Add(30 * ms)},
 		{ID: jobs[5].ID, Outcome: delivery.OutcomeSent, At: now.Add(31 * ms)},
+		// Out of order: 60 and 53 share 60; 65 would stretch the run to
+		// 12 ms (53 to 65), and starts its own.
+		{ID: jobs[6].ID, Outcome: delivery.OutcomeSent, At: now.Add(60 * ms)},
+		{ID: jobs[7].ID, Outcome: delivery.OutcomeSent, At: now.Add(53 * ms)},
+		{ID: jobs[8].ID, Outcome: delivery.OutcomeSent, At: now.Add(65 * ms)},
 	}
 	if err := db.SettleMessages(ctx, "w", results); err != nil {
 		t.Fatal(err)
@@ -340,7 +345,7 @@ func TestSettleSentRuns(t *testing.T) {
 	want := []struct {
 		status string
 		sentMS int64 // after now; -1: none
-	}{{"sent", 4}, {"sent", 4}, {"queued", -1}, {"sent", 6}, {"sent", 31}, {"sending", -1}}
+	}{{"sent", 4}, {"sent", 4}, {"queued", -1}, {"sent", 6}, {"sent", 31}, {"sending", -1}, {"sent", 60}, {"sent", 60}, {"sent", 65}}
 	for i, w := range want {
 		var status string
 		var sent *int64
