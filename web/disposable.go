@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -64,6 +66,19 @@ func loadDisposable(path string) (domainSet, error) {
 		return nil, fmt.Errorf("web: DisposableDomainsFile %s: %w", path, err)
 	}
 	return set, nil
+}
+
+// DisposableDomains returns the list of disposable email domains that
+// Config.DisposableDomainsFile = path gives a Server ("" for the built-in
+// list) as the Server uses it: lower-case, without comments, blank lines or
+// repeats, sorted. Two files that differ only in those have the same list.
+// Its errors are the ones New returns for that file.
+func DisposableDomains(path string) ([]string, error) {
+	set, err := loadDisposable(path)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(set)), nil
 }
 
 // parseDomainList reads one domain a line; blank lines and "#" comments are
