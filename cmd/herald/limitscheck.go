@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"herald/store/postgres"
+	"herald/web"
 )
 
 // Instances on one PostgreSQL database count signups against the same
@@ -45,17 +46,63 @@ type limitsRecorder interface {
 // limitsSettings encodes the limits.* settings: a fingerprint (the first
 // 16 hex digits of a SHA-256 over the rest), a space, then every key and
 // its value, URL-encoded in key order. Every key of LimitsConfig is in it,
-// so a key added later is compared too. None is a secret.
+// so a key added later is compared too. None is a secret. A value is the
+// setting's, except limits.disposable_domains_file's, which is the list it
+// gives (disposableList): two paths to the same list are the same setting,
+// one path to two lists is not.
 func limitsSettings(l LimitsConfig) string {
 	v := reflect.ValueOf(l)
 	q := url.Values{}
 	for i := range v.NumField() {
 		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		if name == disposableKey {
+			q.Set(name, disposableList(l.DisposableDomainsFile))
+			continue
+		}
 		q.Set(name, fmt.Sprint(v.Field(i).Interface()))
 	}
 	enc := q.Encode()
 	sum := sha256.Sum256([]byte(enc))
 	return hex.EncodeToString(sum[:8]) + " " + enc
+}
+
+// disposableKey is limits.disposable_domains_file in the encoding.
+const disposableKey = "disposable_domains_file"
+
+// disposableList describes the disposable domains list that path gives,
+// as web loads it at start: where it comes from ("builtin" when path is
+// "", else "file"), how many domains it holds and a SHA-256 over them,
+// sorted, one a line. Comments, blank lines, case, repeats and order in
+// the file do not change it; the path is not in it. The built-in list is
+// told apart from a file even with the same domains: it changes with
+// Herald's version, a file does not. A file that does not load (serve
+// refuses to start with it: unreadable, or a line that is not a
+// domain) is "file does not load".
+func disposableList(path string) string {
+	domains, err := web.DisposableDomains(path)
+	if err != nil {
+		return "file does not load"
+	}
+	h := sha256.New()
+	for _, d := range domains {
+		h.Write([]byte(d + "\n"))
+	}
+	from := "file"
+	if path == "" {
+		from = "builtin"
+	}
+	noun := "domains"
+	if len(domains) == 1 {
+		noun = "domain"
+	}
+	return fmt.Sprintf("%s, %d %s, sha256 %x", from, len(domains), noun, h.Sum(nil))
+}
+
+// limitsValue returns key's value in an encoding ("" when it has none).
+func limitsValue(settings, key string) string {
+	_, enc, _ := strings.Cut(settings, " ")
+	q, _ := url.ParseQuery(enc)
+	return q.Get(key)
 }
 
 // limitsDiff returns the fingerprints of two encodings and the keys
@@ -149,11 +196,18 @@ func (c *limitsCheck) pass(ctx context.Context) {
 		}
 		c.warned[o.Instance+" "+o.Settings] = true
 		mine, theirs, keys := limitsDiff(c.settings, o.Settings)
-		c.logger.Warn("another instance on this database runs with different limits.* settings: "+
-			"instances share the signup limits' counters, so give them all the same limits.* (see docs/scale-out.md)",
-			"differing", strings.Join(keys, " "),
+		attrs := []any{"differing", strings.Join(keys, " "),
 			"instance", c.instance, "fingerprint", mine,
 			"other_instance", o.Instance, "other_fingerprint", theirs,
-			"other_recorded_at", o.RecordedAt.UTC().Format(time.RFC3339))
+			"other_recorded_at", o.RecordedAt.UTC().Format(time.RFC3339)}
+		// The two lists, which the operator cannot tell apart by the
+		// path: the same path can hold other lists on two hosts.
+		if slices.Contains(keys, "limits."+disposableKey) {
+			attrs = append(attrs, "disposable_list", limitsValue(c.settings, disposableKey),
+				"other_disposable_list", limitsValue(o.Settings, disposableKey))
+		}
+		c.logger.Warn("another instance on this database runs with different limits.* settings: "+
+			"instances share the signup limits' counters, so give them all the same limits.* (see docs/scale-out.md)",
+			attrs...)
 	}
 }
