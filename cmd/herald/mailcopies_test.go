@@ -5,6 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"herald/subscribers"
 )
 
 // outboxFilesHolding returns the names of the .eml files in dir whose
@@ -319,5 +323,234 @@ func TestOutboxCopiesForgetRecipients(t *testing.T) {
 	}
 	if n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), nil); n != 0 || err != nil {
 		t.Errorf("no addresses: %d, %v; want 0, nil", n, err)
+	}
+}
+
+// refLocalPartByte and refDomainContinues restate the whole-address rule
+// for refHolds, independently of the matcher's own functions.
+func refLocalPartByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80 ||
+		strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", rune(c))
+}
+
+func refDomainContinues(rest []byte) bool {
+	label := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c >= 0x80 }
+	return len(rest) > 0 && (label(rest[0]) || rest[0] == '.' && len(rest) > 1 && label(rest[1]))
+}
+
+// refHolds is the brute-force reference for addressMatcher: text, lower
+// case, holds one of addrs, lower case, at a place where nothing before it
+// could belong to a local part and nothing after it extends its domain.
+func refHolds(text []byte, addrs []string) bool {
+	text = bytes.ToLower(text)
+	for _, a := range addrs {
+		a := []byte(strings.ToLower(a))
+		if len(a) == 0 {
+			continue
+		}
+		for j := 0; j+len(a) <= len(text); j++ {
+			if !bytes.Equal(text[j:j+len(a)], a) {
+				continue
+			}
+			if (j == 0 || !refLocalPartByte(text[j-1])) && !refDomainContinues(text[j+len(a):]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// manyAddresses returns 500 distinct addresses as the store hands them
+// over (NormalizeAddress), among them ones that are a suffix, a prefix or
+// a dotted variant of another.
+func manyAddresses(t testing.TB, rnd *rand.Rand) []string {
+	addrs := []string{
+		"bob@example.org", "jimbob@example.org", "bob@example.org.uk", "ob@example.org",
+		"b.ob@example.org", "bob@example.or", "bob@xample.org", "bob+news@example.org",
+		"o'neil@example.ie", "x@y.io", "a-b@c-d.example", "1@2.example",
+	}
+	words := []string{"ann", "bob", "jim", "jo", "mary", "x", "news", "info", "a.b", "c-d", "e_f", "g+h"}
+	domains := []string{"example.org", "example.org.uk", "mail.example", "x.io", "e.example.net", "sub-d.example.com"}
+	seen := make(map[string]bool)
+	for _, a := range addrs {
+		seen[a] = true
+	}
+	for len(addrs) < 500 {
+		local := words[rnd.IntN(len(words))]
+		for rnd.IntN(2) == 0 {
+			local += []string{"", ".", "-", "_"}[rnd.IntN(4)] + words[rnd.IntN(len(words))]
+		}
+		a := local + strconv.Itoa(rnd.IntN(50)) + "@" + domains[rnd.IntN(len(domains))]
+		if !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	for _, a := range addrs {
+		if n, err := subscribers.NormalizeAddress(a); n != a || err != nil {
+			t.Fatalf("NormalizeAddress(%q) = %q, %v", a, n, err)
+		}
+	}
+	return addrs
+}
+
+// randomCase changes the case of some of s's ASCII letters.
+func randomCase(rnd *rand.Rand, s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' && rnd.IntN(2) == 0 {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// messageAround returns a small message that mentions some of addrs, or
+// near misses of them, with the bytes around each chosen to test the
+// whole-address rule.
+func messageAround(rnd *rand.Rand, addrs []string) []byte {
+	seps := []string{" ", "<", ">", ", ", ".", ". ", ".x", "-", "_", "+", "\r\n", "\"", "(", ")", ";", ":", "=", "'", "@", "..", "\xc3\xa9", "a", "9", "/", ".-", ""}
+	var b bytes.Buffer
+	b.WriteString("To: ")
+	for range 1 + rnd.IntN(6) {
+		a := addrs[rnd.IntN(len(addrs))]
+		switch rnd.IntN(6) {
+		case 0: // a longer address containing it
+			a = []string{"x", "jim", "a.", "+"}[rnd.IntN(4)] + a
+		case 1:
+			a += []string{"x", ".uk", "-1", "0"}[rnd.IntN(4)]
+		case 2: // a shorter one
+			a = a[:rnd.IntN(len(a))]
+		}
+		b.WriteString(seps[rnd.IntN(len(seps))])
+		b.WriteString(randomCase(rnd, a))
+		b.WriteString(seps[rnd.IntN(len(seps))])
+		b.WriteString(strings.Repeat("lorem ipsum @ ", rnd.IntN(3)))
+	}
+	return b.Bytes()
+}
+
+// With 500 addresses and a few of other shapes, the matcher finds exactly what the brute-force
+// reference finds, at any chunk size, and ForgetRecipients removes exactly
+// the files the reference says hold one of them.
+func TestAddressMatcherManyAddresses(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	addrs := append(manyAddresses(t, rnd),
+		// Not what the store hands over; found by the same rule all the same.
+		"weird..dots@example.org", "trailing@dot.example.", "two@at@example.org",
+		`"quoted"@example.org`, "under@score_d.example", "emptydomain@")
+	var texts [][]byte
+	for range 400 {
+		texts = append(texts, messageAround(rnd, addrs))
+	}
+	// The cases around bob@example.org spelled out.
+	for _, s := range []string{
+		"To: <Bob@Example.ORG>", "To: jimbob@example.org", "To: bob@example.org.uk",
+		"bob@example.org.", "(BOB@example.org)", "x.bob@example.org", "bob@example.org-x",
+		"bob@example.org_x", "bob@example.org..uk", "mail jimbob@example.org, bob@example.org.",
+		"\xc3bob@example.org", "bob@example.org\xc3", "ob@example.org", "bob@@example.org",
+		"weird..dots@example.org", "x.weird..dots@example.org", "trailing@dot.example.",
+		"trailing@dot.example.x", "two@at@example.org", "two@at@example.orgs", "\"quoted\"@example.org",
+		"under@score_d.example", "emptydomain@", "emptydomain@.", "emptydomain@x",
+	} {
+		texts = append(texts, []byte(s))
+	}
+	// The window kept between chunks is as long as the longest local part
+	// and the longest domain: those addresses alone, and with a byte more.
+	var longestLocal, longestDomain string
+	for _, a := range addrs[:500] {
+		at := strings.IndexByte(a, '@')
+		if at > strings.IndexByte(longestLocal, '@') {
+			longestLocal = a
+		}
+		if len(a)-at > len(longestDomain)-strings.IndexByte(longestDomain, '@') {
+			longestDomain = a
+		}
+	}
+	for _, a := range []string{longestLocal, longestDomain} {
+		texts = append(texts, []byte("To: <"+a+">\r\n"), []byte(a), []byte("x"+a), []byte(a+"x"))
+	}
+	var holding int
+	for _, text := range texts {
+		want := refHolds(text, addrs)
+		if want {
+			holding++
+		}
+		for _, size := range []int{1, 2, 7, 64, 32 << 10} {
+			m := newAddressMatcher(addrs...)
+			if got, err := m.in(bytes.NewReader(text), make([]byte, size)); err != nil || got != want {
+				t.Errorf("in(%q), buffer %d = %v, %v; want %v", text, size, got, err, want)
+			}
+			if got, err := m.in(iotest.HalfReader(bytes.NewReader(text)), make([]byte, size)); err != nil || got != want {
+				t.Errorf("in(%q) by halves, buffer %d = %v, %v; want %v", text, size, got, err, want)
+			}
+		}
+	}
+	if holding < len(texts)/5 || holding > len(texts)*4/5 {
+		t.Fatalf("%d of %d texts hold an address: the test needs more of both", holding, len(texts))
+	}
+
+	dir := t.TempDir()
+	want := map[string]bool{}
+	for i, text := range texts {
+		name := strconv.Itoa(i) + ".eml"
+		if err := os.WriteFile(filepath.Join(dir, name), text, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = refHolds(text, addrs)
+	}
+	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), addrs)
+	if err != nil || n != holding {
+		t.Errorf("ForgetRecipients = %d, %v; want %d, nil", n, err, holding)
+	}
+	for name, held := range want {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if removed := os.IsNotExist(err); removed != held {
+			t.Errorf("%s removed: %v, want %v", name, removed, held)
+		}
+	}
+}
+
+// benchMessage returns a sent message of about 17 KB: headers, a text
+// and an HTML part, a handful of '@' bytes, none of them a reader's.
+func benchMessage() []byte {
+	var b bytes.Buffer
+	b.WriteString("Return-Path: <bounces+8a3f@news.example>\r\n" +
+		"DKIM-Signature: v=1; a=rsa-sha256; d=news.example; s=herald; h=from:to:subject:date:message-id;\r\n" +
+		" bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=dzdVyOfAKCdLXdJOc9G2q8LoXSlEniSbav+yuU4zGeeruD00lszZVoG4ZHRNiYzR\r\n" +
+		"From: The Weekly <editor@news.example>\r\n" +
+		"To: Reader <reader.not.erased@example.com>\r\n" +
+		"Subject: This week: forty-two things worth reading\r\n" +
+		"Message-ID: <20250101.8a3f9c@news.example>\r\n" +
+		"List-Unsubscribe: <mailto:unsubscribe+8a3f@news.example>, <https://news.example/u/8a3f9c2e>\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n--b1\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	for i := 0; b.Len() < 8<<10; i++ {
+		fmt.Fprintf(&b, "%d. An article about something, with a link: https://news.example/a/%d?utm=3Dweekly\r\n"+
+			"A summary of the article that goes on for a while, as summaries do, and ends.\r\n\r\n", i, i)
+	}
+	b.WriteString("--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+	for i := 0; b.Len() < 17<<10; i++ {
+		fmt.Fprintf(&b, "<p style=3D\"margin:0 0 1em\"><a href=3D\"https://news.example/a/%d\">An article about =\r\n"+
+			"something</a> &mdash; a summary that goes on for a while.</p>\r\n", i)
+	}
+	b.WriteString("<p>Questions? Write to editor@news.example.</p>\r\n--b1--\r\n")
+	return b.Bytes()
+}
+
+// One pass of the matcher over a 17 KB message for 500 addresses (the
+// retention purge's batch), none of them in it: the whole message is read.
+func BenchmarkAddressMatcher500(b *testing.B) {
+	addrs := manyAddresses(b, rand.New(rand.NewPCG(1, 2)))
+	msg := benchMessage()
+	m := newAddressMatcher(addrs...)
+	buf := make([]byte, 32<<10)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		found, err := m.in(bytes.NewReader(msg), buf)
+		if err != nil || found {
+			b.Fatalf("in = %v, %v; want false, nil", found, err)
+		}
 	}
 }
