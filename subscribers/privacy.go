@@ -361,7 +361,9 @@ func (s *Service) Erase(ctx context.Context, id int64, source string) error {
 		// directory to read through.
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), forgetCopiesTimeout)
 		defer ccancel()
-		n, err := s.opts.MailCopies.ForgetRecipients(cctx, []string{email})
+		// Every copy: the address is suppressed, so nothing new was
+		// written to it since.
+		n, err := s.opts.MailCopies.ForgetRecipients(cctx, []string{email}, time.Time{})
 		if err != nil {
 			s.opts.Logger.ErrorContext(ctx, "removing the erased reader's mail copies did not finish", "subscriber_id", id, "removed", n, "error", err)
 		} else if n > 0 {

@@ -309,14 +309,16 @@ func TestEraseByToken(t *testing.T) {
 }
 
 // recordingCopies is a subscribers.MailCopies that records the addresses
-// it is asked to forget and fails with err.
+// it is asked to forget, and the cut-off of each call, and fails with err.
 type recordingCopies struct {
-	addrs []string
-	err   error
+	addrs      []string
+	keptBefore []time.Time
+	err        error
 }
 
-func (c *recordingCopies) ForgetRecipients(_ context.Context, addrs []string) (int, error) {
+func (c *recordingCopies) ForgetRecipients(_ context.Context, addrs []string, keptBefore time.Time) (int, error) {
 	c.addrs = append(c.addrs, addrs...)
+	c.keptBefore = append(c.keptBefore, keptBefore)
 	return len(addrs), c.err
 }
 
@@ -348,6 +350,10 @@ func TestEraseForgetsMailCopies(t *testing.T) {
 		}
 		if want := []string{"me@example.org", "you@example.org"}; !slices.Equal(copies.addrs, want) {
 			t.Errorf("copies forgotten for %q, want %q", copies.addrs, want)
+		}
+		// An erased address is suppressed: all its copies go, whenever kept.
+		if i := slices.IndexFunc(copies.keptBefore, func(kb time.Time) bool { return !kb.IsZero() }); i >= 0 {
+			t.Errorf("erase forgot copies kept before %v, want all of them", copies.keptBefore[i])
 		}
 		if n := e.count(t, `SELECT COUNT(*) FROM subscribers`); n != 0 {
 			t.Errorf("subscribers = %d, want 0", n)
@@ -708,7 +714,9 @@ func TestRetentionForgetsMailCopies(t *testing.T) {
 		var logs bytes.Buffer
 		r := subscribers.Retention{Store: e.db, MailCopies: copies, Now: func() time.Time { return e.now },
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		before := time.Now()
 		st, err := r.RunOnce(ctx)
+		after := time.Now()
 		if err != nil {
 			t.Fatalf("RunOnce (copies failing: %v): %v", fail, err)
 		}
@@ -717,6 +725,14 @@ func TestRetentionForgetsMailCopies(t *testing.T) {
 		}
 		if got, want := slices.Sorted(slices.Values(copies.addrs)), []string{"old-a@example.org", "old-b@example.org"}; !slices.Equal(got, want) {
 			t.Errorf("copies forgotten for %q, want %q", got, want)
+		}
+		// Only copies kept before the batch was purged go (by the wall
+		// clock, not the pass's): a signup that comes back afterwards
+		// keeps its new confirmation.
+		for _, kb := range copies.keptBefore {
+			if kb.Before(before) || kb.After(after) {
+				t.Errorf("copies forgotten if kept before %v, want a time during the pass (%v to %v)", kb, before, after)
+			}
 		}
 		if n := e.count(t, `SELECT COUNT(*) FROM subscribers`); n != 2 {
 			t.Errorf("subscribers = %d, want 2 (the active reader, the recent signup)", n)

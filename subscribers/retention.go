@@ -127,8 +127,13 @@ func (r Retention) RunOnce(ctx context.Context) (RetentionStats, error) {
 	if pending > 0 {
 		cutoff := at.Add(-pending)
 		if err := drain("purge pending signups", func() (int, error) {
+			// Mail copies kept from now on are not the purged signups':
+			// one who signs up again once the batch is committed gets a
+			// new confirmation, which must stay. (The wall clock, as the
+			// copies' times are: r.Now may be a test's.)
+			before := time.Now()
 			emails, err := r.Store.PurgePending(ctx, cutoff, retentionBatch)
-			st.MailCopiesRemoved += r.forgetCopies(ctx, emails)
+			st.MailCopiesRemoved += r.forgetCopies(ctx, emails, before)
 			return len(emails), err
 		}, &st.PendingPurged); err != nil {
 			return st, err
@@ -164,16 +169,17 @@ func (r Retention) RunOnce(ctx context.Context) (RetentionStats, error) {
 }
 
 // forgetCopies removes the copies of the mail sent to emails, the
-// addresses of one batch of purged signups, and returns how many it
-// removed. Their rows are gone, so this is the one chance: it runs even if
-// ctx has just ended, within its own bound, as for an erase.
-func (r Retention) forgetCopies(ctx context.Context, emails []string) int {
+// addresses of one batch of purged signups, kept before keptBefore, and
+// returns how many it removed. Their rows are gone, so this is the one
+// chance: it runs even if ctx has just ended, within its own bound, as for
+// an erase.
+func (r Retention) forgetCopies(ctx context.Context, emails []string, keptBefore time.Time) int {
 	if r.MailCopies == nil || len(emails) == 0 {
 		return 0
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetCopiesTimeout)
 	defer cancel()
-	n, err := r.MailCopies.ForgetRecipients(cctx, emails)
+	n, err := r.MailCopies.ForgetRecipients(cctx, emails, keptBefore)
 	if err != nil {
 		r.logger().ErrorContext(ctx, "removing purged signups' mail copies did not finish",
 			"purged", len(emails), "removed", n, "error", err)

@@ -58,9 +58,11 @@ type Options struct {
 // outside the database, such as a directory of .eml files.
 type MailCopies interface {
 	// ForgetRecipients removes every kept copy of mail addressed to one of
-	// addrs and returns how many it removed. A place that does not exist
-	// (yet) holds nothing: 0 and no error. Its errors contain no address.
-	ForgetRecipients(ctx context.Context, addrs []string) (int, error)
+	// addrs and returns how many it removed. With keptBefore set, copies
+	// kept at or after it stay: mail written since to an address that came
+	// back. A place that does not exist (yet) holds nothing: 0 and no
+	// error. Its errors contain no address.
+	ForgetRecipients(ctx context.Context, addrs []string, keptBefore time.Time) (int, error)
 }
 
 // Service carries out what readers and operators do to subscribers.

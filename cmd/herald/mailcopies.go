@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 )
 
 // outboxCopies is the outbox transport's directory seen as the copies of
@@ -40,7 +41,10 @@ const outboxReadDirBatch = 256
 // holds nothing. A file it cannot read is left in place and reported in
 // the error after the others are done; errors name files, whose names come
 // from Message-IDs, never an address.
-func (o *outboxCopies) ForgetRecipients(ctx context.Context, addrs []string) (int, error) {
+//
+// With keptBefore set, a file last modified at or after it stays (mail
+// written since to an address that came back).
+func (o *outboxCopies) ForgetRecipients(ctx context.Context, addrs []string, keptBefore time.Time) (int, error) {
 	m := newAddressMatcher(addrs...)
 	if m == nil {
 		return 0, nil
@@ -82,6 +86,18 @@ func (o *outboxCopies) ForgetRecipients(ctx context.Context, addrs []string) (in
 			}
 			if !found {
 				continue
+			}
+			if !keptBefore.IsZero() {
+				info, err := root.Stat(name)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				} else if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if !info.ModTime().Before(keptBefore) {
+					continue
+				}
 			}
 			if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)

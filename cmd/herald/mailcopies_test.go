@@ -241,7 +241,7 @@ func TestOutboxCopiesForgetRecipient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(ctx, []string{"Ann@Example.org"})
+	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(ctx, []string{"Ann@Example.org"}, time.Time{})
 	if err != nil || n != 4 {
 		t.Errorf("ForgetRecipients = %d, %v; want 4, nil", n, err)
 	}
@@ -254,7 +254,7 @@ func TestOutboxCopiesForgetRecipient(t *testing.T) {
 		}
 	}
 
-	if n, err := (&outboxCopies{dir: filepath.Join(dir, "missing")}).ForgetRecipients(ctx, []string{"ann@example.org"}); n != 0 || err != nil {
+	if n, err := (&outboxCopies{dir: filepath.Join(dir, "missing")}).ForgetRecipients(ctx, []string{"ann@example.org"}, time.Time{}); n != 0 || err != nil {
 		t.Errorf("missing directory: %d, %v; want 0, nil", n, err)
 	}
 }
@@ -313,7 +313,7 @@ func TestOutboxCopiesForgetRecipients(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), []string{"a@x.io", "ann@example.org", "christopher.long@example.net", "ann@example.org"})
+	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), []string{"a@x.io", "ann@example.org", "christopher.long@example.net", "ann@example.org"}, time.Time{})
 	if err != nil || n != 4 {
 		t.Errorf("ForgetRecipients = %d, %v; want 4, nil", n, err)
 	}
@@ -321,8 +321,33 @@ func TestOutboxCopiesForgetRecipients(t *testing.T) {
 	if err != nil || len(entries) != 1 || entries[0].Name() != "other.eml" {
 		t.Errorf("left in the outbox: %v, %v; want other.eml only", entries, err)
 	}
-	if n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), nil); n != 0 || err != nil {
+	if n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), nil, time.Time{}); n != 0 || err != nil {
 		t.Errorf("no addresses: %d, %v; want 0, nil", n, err)
+	}
+}
+
+// With a cut-off, only the files kept before it go: a reader purged as an
+// unconfirmed signup who signs up again keeps the new confirmation.
+func TestOutboxCopiesKeptBefore(t *testing.T) {
+	dir := t.TempDir()
+	cut := time.Now().Add(-time.Minute)
+	for name, age := range map[string]time.Duration{"old.eml": -time.Hour, "new.eml": time.Second, "at.eml": 0} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("To: <ann@example.org>\r\n\r\nConfirm"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, cut.Add(age), cut.Add(age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), []string{"ann@example.org"}, cut)
+	if err != nil || n != 1 {
+		t.Errorf("ForgetRecipients = %d, %v; want 1, nil", n, err)
+	}
+	for name, want := range map[string]bool{"old.eml": false, "new.eml": true, "at.eml": true} {
+		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != want {
+			t.Errorf("%s kept: %v, want %v", name, err == nil, want)
+		}
 	}
 }
 
@@ -499,7 +524,7 @@ func TestAddressMatcherManyAddresses(t *testing.T) {
 		}
 		want[name] = refHolds(text, addrs)
 	}
-	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), addrs)
+	n, err := (&outboxCopies{dir: dir}).ForgetRecipients(context.Background(), addrs, time.Time{})
 	if err != nil || n != holding {
 		t.Errorf("ForgetRecipients = %d, %v; want %d, nil", n, err, holding)
 	}
