@@ -47,31 +47,29 @@ func (db *DB) Analyze(ctx context.Context) error {
 // ExplainClaim returns the query plan of the claim statement, one line per step.
 func (db *DB) ExplainClaim(ctx context.Context) (string, error) {
 	now := time.Now()
-	rows, err := db.writer.QueryContext(ctx, "EXPLAIN QUERY PLAN "+claimSQL, "x", now.UnixMilli(), now.UnixMilli(), 500)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	var b strings.Builder
-	for rows.Next() {
-		var id, parent, notused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s\n", detail)
-	}
-	return b.String(), rows.Err()
+	return db.explain(ctx, claimSQL, "x", now.UnixMilli(), now.UnixMilli(), 500)
 }
 
 // ExplainSettleSent analyses the database (as Herald does after bulk
 // writes), then returns the query plan of the statement that settles a run
 // of sent messages, one line per step.
 func (db *DB) ExplainSettleSent(ctx context.Context) (string, error) {
-	if _, err := db.writer.ExecContext(ctx, `ANALYZE`); err != nil {
+	if err := db.Analyze(ctx); err != nil {
 		return "", err
 	}
-	rows, err := db.writer.QueryContext(ctx, "EXPLAIN QUERY PLAN "+settleSentSQL, time.Now().UnixMilli(), "[1,2,3]", "x")
+	return db.explain(ctx, settleSentSQL, time.Now().UnixMilli(), "[1,2,3]", "x")
+}
+
+// explain returns the query plan of q with args on the writer, one line
+// per step.
+func (db *DB) explain(ctx context.Context, q string, args ...any) (string, error) {
+	return explainOn(ctx, db.writer, q, args...)
+}
+
+// explainOn returns the query plan of q with args on pool, one line per
+// step.
+func explainOn(ctx context.Context, pool *sql.DB, q string, args ...any) (string, error) {
+	rows, err := pool.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
 	if err != nil {
 		return "", err
 	}
