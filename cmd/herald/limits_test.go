@@ -1,8 +1,7 @@
 package main
 
 import (
-	"context"
-	"io"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -20,25 +19,7 @@ func TestServeSharesSignupLimits(t *testing.T) {
 	usePostgres(t)
 	var bases [2]string
 	for i := range bases {
-		addr := freeAddr(t)
-		bases[i] = "http://" + addr
-		path := testConfig(t, "limits:\n  signup_per_ip: 3\n  altcha: \"off\"\nhttp:\n  addr: "+addr+"\n  base_url: "+bases[i]+"\n  shutdown_timeout: 5s\n")
-		stderr := &lockedBuffer{}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan int, 1)
-		go func() { done <- run(ctx, []string{"serve", "--config", path}, io.Discard, stderr) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				t.Error("serve did not stop within 20 s")
-			}
-			if t.Failed() {
-				t.Logf("instance %d:\n%s", i, stderr.String())
-			}
-		})
-		waitReady(t, bases[i], done, stderr)
+		bases[i], _ = startLimitsServe(t, fmt.Sprint(i), "  signup_per_ip: 3\n  altcha: \"off\"\n")
 	}
 
 	signup := func(base string) int {

@@ -67,8 +67,16 @@ const limitsWarning = "another instance on this database runs with different lim
 // until it is ready and returns its log. It stops with the test.
 func startLimitsInstance(t *testing.T, name, limits string) *lockedBuffer {
 	t.Helper()
+	_, log := startLimitsServe(t, name, limits)
+	return log
+}
+
+// startLimitsServe is startLimitsInstance, and also returns the instance's
+// base URL.
+func startLimitsServe(t *testing.T, name, limits string) (base string, log *lockedBuffer) {
+	t.Helper()
 	addr := freeAddr(t)
-	base := "http://" + addr
+	base = "http://" + addr
 	path := testConfig(t, "limits:\n"+limits+"http:\n  addr: "+addr+"\n  base_url: "+base+"\n  shutdown_timeout: 5s\n")
 	stderr := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -86,7 +94,7 @@ func startLimitsInstance(t *testing.T, name, limits string) *lockedBuffer {
 		}
 	})
 	waitReady(t, base, done, stderr)
-	return stderr
+	return base, stderr
 }
 
 // waitLog reports whether log holds want within five seconds.
