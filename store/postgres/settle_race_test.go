@@ -11,6 +11,7 @@ import (
 	"herald/delivery"
 	"herald/digest"
 	"herald/store/postgres"
+	"herald/store/storetest"
 	"herald/subscribers"
 )
 
@@ -159,7 +160,7 @@ func testSettleRacesResend(t *testing.T, lock string, settleFirst bool,
 
 	// The resent messages go out; only then is the issue sent.
 	later := now.Add(time.Hour)
-	raceDeliver(t, settler, later, nil)
+	storetest.Deliver(t, settler, later, nil)
 	if err := settler.SettleIssues(ctx, later); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func raceScene(t *testing.T, db *postgres.DB, now time.Time) int64 {
 	if _, err := db.FinishBuilding(ctx, iss.ID, now); err != nil {
 		t.Fatal(err)
 	}
-	raceDeliver(t, db, now.Add(time.Minute), map[int64]delivery.Outcome{
+	storetest.Deliver(t, db, now.Add(time.Minute), map[int64]delivery.Outcome{
 		subs[1]: delivery.OutcomeFailed, subs[2]: delivery.OutcomeFailed,
 	})
 	got, err := db.FindIssue(ctx, iss.ID)
@@ -246,27 +247,6 @@ func raceScene(t *testing.T, db *postgres.DB, now time.Time) int64 {
 		t.Fatalf("scene: issue %q, progress %+v; want sending, 1 sent and 2 failed", got.Status, p)
 	}
 	return iss.ID
-}
-
-// raceDeliver claims every due message at now and settles each with the
-// outcome picked by subscriber id (default sent).
-func raceDeliver(t *testing.T, db *postgres.DB, now time.Time, outcome map[int64]delivery.Outcome) {
-	t.Helper()
-	jobs, err := db.ClaimMessages(t.Context(), "w", now, time.Minute, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	results := make([]delivery.Result, len(jobs))
-	for i, j := range jobs {
-		o := outcome[j.SubscriberID]
-		if o == "" {
-			o = delivery.OutcomeSent
-		}
-		results[i] = delivery.Result{ID: j.ID, SubscriberID: j.SubscriberID, Outcome: o, At: now, Error: string(o)}
-	}
-	if err := db.SettleMessages(t.Context(), "w", results); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // waitLockOrDone waits until the connection named app waits on a lock

@@ -91,7 +91,7 @@ func testRequeueFailed(t *testing.T, s AdminStore) {
 	iss := dgIssue(t, s, "daily", at(0))
 	dgEnqueue(t, s, iss.ID, dgMessages(iss.ID, subs, 1), at(0))
 	dgFinish(t, s, iss.ID, at(0))
-	dgDeliver(t, s, at(time.Minute), map[int64]delivery.Outcome{
+	Deliver(t, s, at(time.Minute), map[int64]delivery.Outcome{
 		subs[1]: delivery.OutcomeFailed, subs[2]: delivery.OutcomeFailed, subs[3]: delivery.OutcomeBounced,
 	})
 	if err := s.SettleIssues(ctx, at(2*time.Minute)); err != nil {
@@ -117,7 +117,7 @@ func testRequeueFailed(t *testing.T, s AdminStore) {
 	if jobs, err := s.ClaimMessages(ctx, "w", at(time.Hour-time.Second), time.Minute, 100); err != nil || len(jobs) != 0 {
 		t.Fatalf("claimed %d, %v before the requeued messages are due; want none", len(jobs), err)
 	}
-	jobs := dgDeliver(t, s, at(time.Hour), nil)
+	jobs := Deliver(t, s, at(time.Hour), nil)
 	var who []int64
 	for _, j := range jobs {
 		who = append(who, j.SubscriberID)

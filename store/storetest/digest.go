@@ -192,9 +192,10 @@ func readerIDs(rs []digest.Reader) []int64 {
 	return out
 }
 
-// dgDeliver claims every due message at now and settles each with the
-// outcome picked by subscriber id (default sent).
-func dgDeliver(t *testing.T, s DigestStore, now time.Time, outcome map[int64]delivery.Outcome) []delivery.Job {
+// Deliver claims every due message at now and settles each with the
+// outcome picked by subscriber id (default sent). The engines' own tests
+// use it too.
+func Deliver(t *testing.T, s DigestStore, now time.Time, outcome map[int64]delivery.Outcome) []delivery.Job {
 	t.Helper()
 	jobs, err := s.ClaimMessages(t.Context(), "w", now, time.Minute, 1000)
 	if err != nil {
@@ -396,10 +397,10 @@ func testReadersSince(t *testing.T, s DigestStore) {
 	one := dgIssue(t, s, "daily", at(0))
 	dgEnqueue(t, s, one.ID, dgMessages(one.ID, []int64{sent, failed, bothID}, 1, 2), at(0))
 	dgFinish(t, s, one.ID, at(0))
-	dgDeliver(t, s, at(time.Minute), map[int64]delivery.Outcome{failed: delivery.OutcomeFailed})
+	Deliver(t, s, at(time.Minute), map[int64]delivery.Outcome{failed: delivery.OutcomeFailed})
 	weekly := dgIssue(t, s, "weekly", at(2*time.Hour))
 	dgEnqueue(t, s, weekly.ID, dgMessages(weekly.ID, []int64{bothID}, 3), at(2*time.Hour))
-	dgDeliver(t, s, at(3*time.Hour), nil)
+	Deliver(t, s, at(3*time.Hour), nil)
 	two := dgIssue(t, s, "daily", at(5*time.Hour))
 	dgEnqueue(t, s, two.ID, dgMessages(two.ID, []int64{queued}, 4), at(5*time.Hour))
 
@@ -712,7 +713,7 @@ func testProgressAndSettle(t *testing.T, s DigestStore) {
 	if got := dgFind(t, s, iss.ID); got.Status != digest.IssueSending {
 		t.Fatalf("issue with a message to retry is %q, want sending", got.Status)
 	}
-	dgDeliver(t, s, at(time.Hour), nil)
+	Deliver(t, s, at(time.Hour), nil)
 	// Issues still building, or empty, are left alone.
 	building := dgIssue(t, s, "daily", at(time.Hour))
 	if err := s.SettleIssues(ctx, at(2*time.Hour)); err != nil {
