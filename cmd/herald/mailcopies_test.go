@@ -58,18 +58,7 @@ func TestEndToEndEraseRemovesOutboxFiles(t *testing.T) {
 			t.Fatalf("POST /subscribe %s: %d\n%s", addr, resp.StatusCode, body)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		g, _ := outboxFilesHolding(t, dir, gone)
-		k, _ := outboxFilesHolding(t, dir, kept)
-		if len(g) > 0 && len(k) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no confirmation files in the outbox after 15 s (%d for the one erased, %d for the one kept)\n%s", len(g), len(k), h.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitOutboxFiles(t, h, dir, gone, kept)
 	_, before := outboxFilesHolding(t, dir, "")
 
 	id := func(addr string) string {
@@ -89,16 +78,7 @@ func TestEndToEndEraseRemovesOutboxFiles(t *testing.T) {
 	if code, body := h.api(t, http.MethodDelete, "/api/v1/subscribers/"+id(gone), ""); code != http.StatusNoContent {
 		t.Fatalf("erase: %d\n%s", code, body)
 	}
-	g, after := outboxFilesHolding(t, dir, gone)
-	if len(g) != 0 {
-		t.Errorf("after the erase, the outbox still holds the address in %v", g)
-	}
-	if k, _ := outboxFilesHolding(t, dir, kept); len(k) == 0 {
-		t.Errorf("the other reader's confirmation was removed too")
-	}
-	if after != before-1 {
-		t.Errorf("%d .eml files before the erase, %d after; want one fewer", before, after)
-	}
+	wantOneRemoved(t, dir, gone, kept, before, "the erase")
 
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
@@ -128,6 +108,23 @@ func waitOutboxFiles(t *testing.T, h *heraldServer, dir string, addrs ...string)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+}
+
+// wantOneRemoved checks the outbox after removing gone's files (what
+// says by what): none holds gone, kept's confirmation is still there, and
+// there is one file fewer than before.
+func wantOneRemoved(t *testing.T, dir, gone, kept string, before int, what string) {
+	t.Helper()
+	g, after := outboxFilesHolding(t, dir, gone)
+	if len(g) != 0 {
+		t.Errorf("after %s, the outbox still holds the address in %v", what, g)
+	}
+	if k, _ := outboxFilesHolding(t, dir, kept); len(k) == 0 {
+		t.Errorf("after %s, the other reader's confirmation is gone too", what)
+	}
+	if after != before-1 {
+		t.Errorf("%d .eml files before %s, %d after; want one fewer", before, what, after)
 	}
 }
 
@@ -195,16 +192,7 @@ func testEndToEndRetentionRemovesOutboxFiles(t *testing.T) {
 	if !strings.Contains(r.stdout, "purged 1 unconfirmed signups (and 1 of their outbox files)") {
 		t.Errorf("retention run printed %q", r.stdout)
 	}
-	g, after := outboxFilesHolding(t, dir, gone)
-	if len(g) != 0 {
-		t.Errorf("after the purge, the outbox still holds the address in %v", g)
-	}
-	if k, _ := outboxFilesHolding(t, dir, kept); len(k) == 0 {
-		t.Errorf("the other signup's confirmation was removed too")
-	}
-	if after != before-1 {
-		t.Errorf("%d .eml files before the purge, %d after; want one fewer", before, after)
-	}
+	wantOneRemoved(t, dir, gone, kept, before, "the purge")
 	if out := strings.ToLower(h.stderr.String() + r.stdout + r.stderr); strings.Contains(out, strings.ToLower(gone)) || strings.Contains(out, kept) {
 		t.Errorf("the output holds an address:\n%s", out)
 	}
