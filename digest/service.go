@@ -40,6 +40,12 @@ type Options struct {
 	// transaction (default DefaultBatchSize). Only one batch of readers is
 	// in memory at a time, however long the list.
 	BatchSize int
+	// Queued, if set, is called each time a batch of an issue's messages
+	// has been committed to the outbox, from the goroutine building the
+	// issue. It lets a delivery engine claim them at once instead of at its
+	// next poll (delivery.Engine.Wake), so that the first readers' mail
+	// goes out while the rest are still being queued. It must not block.
+	Queued func()
 }
 
 // Service makes digest issues: on schedule (RunDue), on demand (SendNow),
@@ -527,6 +533,9 @@ func (s *Service) buildClaimed(ctx context.Context, n Newsletter, iss *Issue, ca
 				return fmt.Errorf("enqueue readers after %d: %w", after, err)
 			}
 			enqueued += len(batch)
+			if s.opts.Queued != nil {
+				s.opts.Queued()
+			}
 			if !analyzed && enqueued >= AnalyzeAfter {
 				analyzed = true
 				s.analyze(ctx)

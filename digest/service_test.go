@@ -669,6 +669,30 @@ func (g *gatedStore) EnqueueIssue(ctx context.Context, issueID int64, batch []di
 	return g.DB.EnqueueIssue(ctx, issueID, batch, now)
 }
 
+// TestQueuedAfterEachBatch: Options.Queued is called once per committed
+// batch of an issue's messages, so that a delivery engine woken by it
+// finds that batch in the outbox (read here on a connection of its own).
+func TestQueuedAfterEachBatch(t *testing.T) {
+	var e *env
+	var seen []int
+	e = newEnv(t, func(o *digest.Options) {
+		o.BatchSize = 5
+		o.Queued = func() { seen = append(seen, e.count(t, `SELECT count(*) FROM messages WHERE status = 'queued'`)) }
+	})
+	e.runDue(t)
+	e.articles(t, start.Add(-time.Hour))
+	e.readers(t, 12)
+	if len(seen) != 0 {
+		t.Fatalf("Queued called %v before any issue", seen)
+	}
+	if _, err := e.svc.SendNow(t.Context(), "daily"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{5, 10, 12}; !slices.Equal(seen, want) {
+		t.Fatalf("Queued saw %v messages in the outbox, want %v (one call per committed batch of 5)", seen, want)
+	}
+}
+
 // StartNow answers with the issue building while its build goes on in the
 // background, past the end of the caller's context; it reports the same
 // errors as SendNow; Stop cuts a running build off and leaves the issue

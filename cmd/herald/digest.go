@@ -58,7 +58,7 @@ When there is nothing new for the reader, it says so on stderr and exits 1.`,
 	if err != nil {
 		return a.fail(fs, err)
 	}
-	digests, err := newDigests(cfg, db, logger)
+	digests, err := newDigests(cfg, db, logger, nil)
 	if err != nil {
 		return a.fail(fs, err)
 	}
@@ -205,7 +205,8 @@ interrupted.`,
 	if err != nil {
 		return a.fail(fs, err)
 	}
-	digests, err := newDigests(cfg, db, logger)
+	var waker engineWaker
+	digests, err := newDigests(cfg, db, logger, waker.wake)
 	if err != nil {
 		return a.fail(fs, err)
 	}
@@ -221,6 +222,7 @@ interrupted.`,
 		}
 		defer transport.Close()
 		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, nil, logger)
+		waker.set(engine)
 	}
 
 	// The engine starts before the issue is built, so that the first

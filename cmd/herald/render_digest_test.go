@@ -47,7 +47,7 @@ func TestRendererDigestChangesAfterEnqueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digests, err := newDigests(cfg, db, logger)
+	digests, err := newDigests(cfg, db, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,8 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 		return err
 	}
 	arts := newArticles(db, logger)
-	digests, err := newDigests(cfg, db, logger)
+	var waker engineWaker
+	digests, err := newDigests(cfg, db, logger, waker.wake)
 	if err != nil {
 		return err
 	}
@@ -110,6 +111,7 @@ func serve(ctx context.Context, cfg *Config, logger *slog.Logger) error {
 	if cfg.Delivery.Workers > 0 {
 		engine = newEngine(cfg, db, newRenderer(cfg, subs, db, composer, digests), transport, m, logger)
 		wake = engine.Wake
+		waker.set(engine)
 	}
 	hooks, err := newWebhooks(ctx, cfg, db, subs)
 	if err != nil {

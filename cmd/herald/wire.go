@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"herald"
@@ -109,8 +110,10 @@ func openMigrated(ctx context.Context, cfg *Config, logger *slog.Logger) (databa
 }
 
 // newDigests builds the digest service over the configured newsletters.
+// queued, if not nil, is called each time an issue's build has committed a
+// batch of messages (digest.Options.Queued).
 // The database is both its store and its article source.
-func newDigests(cfg *Config, db database, logger *slog.Logger) (*digest.Service, error) {
+func newDigests(cfg *Config, db database, logger *slog.Logger, queued func()) (*digest.Service, error) {
 	nls, err := cfg.DigestNewsletters()
 	if err != nil {
 		return nil, err
@@ -119,7 +122,25 @@ func newDigests(cfg *Config, db database, logger *slog.Logger) (*digest.Service,
 		MessageIDDomain: addressDomain(cfg.FromAddress().Address),
 		Logger:          logger.With("component", "digest"),
 		BatchSize:       cfg.Digest.BatchSize,
+		Queued:          queued,
 	})
+}
+
+// engineWaker wakes the delivery engine, once there is one, when an issue's
+// build has queued messages: the digest service is made before the engine
+// (whose renderer needs it), so it is given w.wake and the engine is set
+// later. Without it the engine found a new issue's messages at its next
+// poll, up to a second after the first of them was queued.
+type engineWaker struct {
+	e atomic.Pointer[delivery.Engine]
+}
+
+func (w *engineWaker) set(e *delivery.Engine) { w.e.Store(e) }
+
+func (w *engineWaker) wake() {
+	if e := w.e.Load(); e != nil {
+		e.Wake()
+	}
 }
 
 // newSubscribers builds the subscribers service from the configuration.
