@@ -244,11 +244,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer e.running.Store(false)
 
-	jobs := make(chan claimedJob) // unbuffered: nothing waits in between
-	results := make(chan Result, e.cfg.BatchSize+e.cfg.Workers)
-	settled := make(chan error, 1)
-	go func() { settled <- e.settleLoop(ctx, results) }()
-
 	// A transport that honours a mailer.DataGate lets a worker start its
 	// next message while the last one's settle commits: the transaction
 	// runs up to DATA's 354, and the message waits for the commit.
@@ -259,6 +254,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	// last one's final dot (mailer.Chain). A throttled job must wait for
 	// its turn first, so throttling sends one message at a time.
 	chaining := e.limiter == nil && e.domains == nil
+	// jobs holds a job for each worker when workers chain: takeAhead never
+	// waits for a job, and from an unbuffered channel it got one only when
+	// the dispatcher happened to be blocked on its send, so only a quarter
+	// of the messages opened the next transaction. Otherwise it is
+	// unbuffered: nothing waits in between.
+	var jobs chan claimedJob
+	if chaining {
+		jobs = make(chan claimedJob, e.cfg.Workers)
+	} else {
+		jobs = make(chan claimedJob)
+	}
+	results := make(chan Result, e.cfg.BatchSize+e.cfg.Workers)
+	settled := make(chan error, 1)
+	go func() { settled <- e.settleLoop(ctx, results) }()
 	var wg sync.WaitGroup
 	for range e.cfg.Workers {
 		wg.Go(func() {

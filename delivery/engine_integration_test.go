@@ -253,6 +253,10 @@ type chainRelay struct {
 	mu              sync.Mutex
 	chained, waited int
 	ids             map[string]int
+	// peek is how long the relay waits for the next command before it
+	// counts a message as sent alone; default 200 ms. A chained message's
+	// next command comes in the same write as its dot.
+	peek time.Duration
 }
 
 func (r *chainRelay) serve(nc net.Conn) {
@@ -283,7 +287,11 @@ func (r *chainRelay) serve(nc net.Conn) {
 				return
 			}
 			// Is the next command already here?
-			_ = nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			peek := r.peek
+			if peek == 0 {
+				peek = 200 * time.Millisecond
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(peek))
 			_, peekErr := tp.R.Peek(1)
 			r.mu.Lock()
 			r.ids[strings.Trim(m.Header.Get("Message-Id"), "<>")]++
@@ -300,6 +308,56 @@ func (r *chainRelay) serve(nc net.Conn) {
 		default:
 			reply("500 what")
 		}
+	}
+}
+
+// With many workers each one still has its next job at hand when its dot
+// goes out: the jobs of a claimed batch wait for the workers in a buffer,
+// where a worker that cannot wait for one (it takes it while its message
+// is being sent) finds it. Only each worker's last message goes out alone.
+func TestEngineChainsTransactionsAcrossWorkers(t *testing.T) {
+	db := openStore(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	r := &chainRelay{ids: map[string]int{}, peek: 2 * time.Millisecond}
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go r.serve(nc)
+		}
+	}()
+	const workers, n = 16, 3000
+	transport := mailer.NewSMTPTransport(mailer.SMTPConfig{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port,
+		TLS: mailer.TLSNone, Connections: workers})
+	t.Cleanup(func() { _ = transport.Close() })
+	want := enqueue(t, db, addresses(0, n)...)
+	e := delivery.New(db, welcomeRenderer{}, transport, delivery.Config{Workers: workers, BatchSize: 100, PollInterval: time.Hour})
+	runCtx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(runCtx) }()
+	waitCounts(t, db, map[string]int{"sent": n})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, mid := range want {
+		if r.ids[mid] != 1 {
+			t.Errorf("%s received %d times, want once", mid, r.ids[mid])
+		}
+	}
+	// A worker also goes without a next job when the buffer runs dry (the
+	// next batch is being claimed): a few percent of the messages. Before
+	// the buffer, a fifth to a quarter of them went alone in this test.
+	if r.chained+r.waited != n || r.waited > n/10 {
+		t.Errorf("chained %d, waited %d; want at most %d of %d messages sent alone", r.chained, r.waited, n/10, n)
 	}
 }
 
