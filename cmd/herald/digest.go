@@ -283,12 +283,16 @@ interrupted.`,
 // database while its own engine is delivering: the count walks the issue's
 // rows (about 5 ms at 100,000 of them), so between two counts the display
 // adds what the engine has settled since, and a count is made early when
-// that could mean the issue is done. Without an engine of its own (other
-// instances deliver) it counts every progressPollIdle.
+// that could mean the issue is done. Whether it could is checked every
+// progressDoneCheck (an atomic load), so that the command exits soon after
+// the last settle rather than at the next display tick; early counts are at
+// least that far apart. Without an engine of its own (other instances
+// deliver) it counts every progressPollIdle.
 const (
-	progressEvery    = 200 * time.Millisecond
-	progressPoll     = 2 * time.Second
-	progressPollIdle = time.Second
+	progressEvery     = 200 * time.Millisecond
+	progressPoll      = 2 * time.Second
+	progressPollIdle  = time.Second
+	progressDoneCheck = 10 * time.Millisecond
 )
 
 // watchIssue follows the issue's progress until the database says nothing
@@ -316,17 +320,23 @@ func (a *app) watchIssue(ctx context.Context, digests *digest.Service, engine *d
 	}
 	start := time.Now()
 	lastLine := start
-	tick := time.NewTicker(progressEvery)
+	every := progressEvery
+	if engine != nil {
+		every = progressDoneCheck
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var (
 		p        digest.Progress // as last counted in the database
 		polledAt time.Time
-		base     int64 // the engine's settled count before that count
+		base     int64     // the engine's settled count before that count
+		shownAt  time.Time // when the display was last updated
 	)
 	for {
 		now := time.Now()
 		since := settledNow() - base // settled by this engine since the last count
-		if polledAt.IsZero() || now.Sub(polledAt) >= pollEvery || since >= int64(p.Pending()) {
+		if polledAt.IsZero() || now.Sub(polledAt) >= pollEvery ||
+			since >= int64(p.Pending()) && now.Sub(polledAt) >= progressDoneCheck {
 			s := settledNow()
 			var err error
 			if p, err = digests.Progress(ctx, issueID); err != nil {
@@ -338,13 +348,16 @@ func (a *app) watchIssue(ctx context.Context, digests *digest.Service, engine *d
 				return p, nil
 			}
 		}
-		// Between counts: what the engine settled since is shown as sent
-		// (the next count says how each really ended).
-		shown := p
-		d := int(min(since, int64(shown.Queued)))
-		shown.Queued -= d
-		shown.Sent += d
-		a.showProgress(&bar, terminal, issueID, shown, start, &lastLine, false)
+		if now.Sub(shownAt) >= progressEvery {
+			// Between counts: what the engine settled since is shown as
+			// sent (the next count says how each really ended).
+			shownAt = now
+			shown := p
+			d := int(min(since, int64(shown.Queued)))
+			shown.Queued -= d
+			shown.Sent += d
+			a.showProgress(&bar, terminal, issueID, shown, start, &lastLine, false)
+		}
 		select {
 		case <-ctx.Done():
 			return p, ctx.Err()
