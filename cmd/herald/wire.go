@@ -110,9 +110,9 @@ func openMigrated(ctx context.Context, cfg *Config, logger *slog.Logger) (databa
 }
 
 // newDigests builds the digest service over the configured newsletters.
-// queued, if not nil, is called each time an issue's build has committed a
-// batch of messages (digest.Options.Queued).
-// The database is both its store and its article source.
+// The database is both its store and its article source. queued, if not
+// nil, is called each time an issue's build has committed a batch of
+// messages (digest.Options.Queued).
 func newDigests(cfg *Config, db database, logger *slog.Logger, queued func()) (*digest.Service, error) {
 	nls, err := cfg.DigestNewsletters()
 	if err != nil {
