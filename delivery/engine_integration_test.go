@@ -314,7 +314,8 @@ func (r *chainRelay) serve(nc net.Conn) {
 // With many workers each one still has its next job at hand when its dot
 // goes out: the jobs of a claimed batch wait for the workers in a buffer,
 // where a worker that cannot wait for one (it takes it while its message
-// is being sent) finds it. Only each worker's last message goes out alone.
+// is being sent) finds it. Only a few messages go out alone: each worker's
+// last, and those sent while the buffer was dry.
 func TestEngineChainsTransactionsAcrossWorkers(t *testing.T) {
 	db := openStore(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
