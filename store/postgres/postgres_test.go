@@ -34,7 +34,14 @@ func schemaDSN(t testing.TB, schema string) string { t.Helper(); return pgtest.S
 // ends (before the schema is dropped).
 func openIn(t testing.TB, schema string) *postgres.DB {
 	t.Helper()
-	db, err := postgres.Open(t.Context(), schemaDSN(t, schema), postgres.WithMaxConns(4))
+	return openDSN(t, schemaDSN(t, schema))
+}
+
+// openDSN opens (without migrating) a store on dsn, closed when the test
+// ends.
+func openDSN(t testing.TB, dsn string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(t.Context(), dsn, postgres.WithMaxConns(4))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,16 +185,7 @@ func openNamed(t *testing.T, schema, app string) *postgres.DB {
 	} else {
 		dsn += " application_name=" + app
 	}
-	db, err := postgres.Open(t.Context(), dsn, postgres.WithMaxConns(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return db
+	return openDSN(t, dsn)
 }
 
 // raceScene makes an issue in status sending whose three messages have all
