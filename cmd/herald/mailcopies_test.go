@@ -53,12 +53,7 @@ func TestEndToEndEraseRemovesOutboxFiles(t *testing.T) {
 	h := startHeraldWith(t, 0, "")
 	dir := filepath.Join(filepath.Dir(h.config), "outbox")
 	const gone, kept = "Ann.Erased@example.org", "ben.kept@example.org"
-	for _, addr := range []string{gone, kept} {
-		if resp, body := postForm(t, h.base+"/subscribe", url.Values{"email": {addr}}); resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST /subscribe %s: %d\n%s", addr, resp.StatusCode, body)
-		}
-	}
-	waitOutboxFiles(t, h, dir, gone, kept)
+	signUpWithFiles(t, h, dir, gone, kept)
 	_, before := outboxFilesHolding(t, dir, "")
 
 	id := func(addr string) string {
@@ -92,6 +87,18 @@ func TestEndToEndEraseRemovesOutboxFiles(t *testing.T) {
 	if logs := strings.ToLower(h.stderr.String()); strings.Contains(logs, strings.ToLower(gone)) || strings.Contains(logs, kept) {
 		t.Errorf("the log holds an erased address:\n%s", logs)
 	}
+}
+
+// signUpWithFiles signs addrs up through the form and waits for their
+// confirmations' .eml files in dir.
+func signUpWithFiles(t *testing.T, h *heraldServer, dir string, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
+		if resp, body := postForm(t, h.base+"/subscribe", url.Values{"email": {addr}}); resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /subscribe %s: %d\n%s", addr, resp.StatusCode, body)
+		}
+	}
+	waitOutboxFiles(t, h, dir, addrs...)
 }
 
 // waitOutboxFiles waits until the outbox holds a file for each of addrs.
@@ -171,12 +178,7 @@ func testEndToEndRetentionRemovesOutboxFiles(t *testing.T) {
 	h := startHeraldWith(t, 0, "")
 	dir := filepath.Join(filepath.Dir(h.config), "outbox")
 	const gone, kept = "Old.Pending@example.org", "new.pending@example.org"
-	for _, addr := range []string{gone, kept} {
-		if resp, body := postForm(t, h.base+"/subscribe", url.Values{"email": {addr}}); resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST /subscribe %s: %d\n%s", addr, resp.StatusCode, body)
-		}
-	}
-	waitOutboxFiles(t, h, dir, gone, kept)
+	signUpWithFiles(t, h, dir, gone, kept)
 	if code := h.stop(); code != exitOK {
 		t.Fatalf("serve exited %d:\n%s", code, h.stderr.String())
 	}
